@@ -1,0 +1,122 @@
+"""The model commands of ``definet``: train, evaluate, predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from definet_core.config import ModelConfig
+from definet_core.errors import DefiNetInputError
+
+
+def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``train``, ``evaluate`` and ``predict`` on the ``definet`` parser."""
+    train = subparsers.add_parser("train", help="train DefiNet on dataset directories")
+    train.add_argument("--data", action="append", required=True, help="dataset root (repeatable)")
+    train.add_argument("--out", required=True, help="checkpoint to write (best EMA weights)")
+    train.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
+    defaults = ModelConfig()
+    for item in fields(ModelConfig):
+        train.add_argument(f"--{item.name.replace('_', '-')}", type=type(getattr(defaults, item.name)),
+                           default=getattr(defaults, item.name), help=f"model: {item.name} (default %(default)s)")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--weight-decay", type=float, default=1e-6)
+    train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+    train.set_defaults(handler=_train)
+
+    evaluate = subparsers.add_parser("evaluate", help="MAE metrics of a checkpoint on dataset splits")
+    evaluate.add_argument("--data", action="append", required=True, help="dataset root (repeatable)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", dest="json_out", default=None, help="write metrics JSON here")
+    evaluate.add_argument("--plot", default=None, help="write a parity plot PNG here")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = subparsers.add_parser("predict", help="predict relaxed defect structures")
+    predict.add_argument("structures", nargs="+", help="defect supercell files (CIF, POSCAR, JSON, ...)")
+    predict.add_argument("--host", required=True, help="host unit cell or pristine supercell file")
+    predict.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"), default=None,
+                         help="diagonal supercell of the host (default: inferred from the cells)")
+    predict.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    predict.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("-o", "--out", required=True, help="output directory")
+    predict.set_defaults(handler=_predict)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from definet_core.train import TrainConfig, train
+
+    model_config = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig)})
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               weight_decay=args.weight_decay, ema_decay=args.ema_decay,
+                               early_stop_patience=args.patience, seed=args.seed, device=args.device)
+    summary = train(args.data, args.out, model_config, train_config, resume=args.resume)
+    print(json.dumps(summary, indent=2))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from definet_core.evaluate import evaluate
+
+    report = evaluate(args.data, args.split, args.checkpoint, args.device, args.plot)
+    print(f"{'material':<24}{'n':>6}{'mae':>10}{'dummy':>10}{'ratio':>8}{'local3A':>10}{'dummy3A':>10}")
+    for key, row in report.items():
+        print(f"{key:<24}{row['n']:>6}{row['mae']:>10.4f}{row['dummy_mae']:>10.4f}"
+              f"{row['mae'] / row['dummy_mae']:>8.3f}{row['local_mae_3A']:>10.4f}{row['dummy_local_mae_3A']:>10.4f}")
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from definet_core.io import read_structure
+    from definet_core.predict import Predictor, to_structure
+
+    predictor = Predictor(args.checkpoint, args.device, args.batch_size)
+    host = read_structure(args.host)
+    structures = [read_structure(p) for p in args.structures]
+    matrix = np.diag(args.supercell) if args.supercell else None
+    started = time.perf_counter()
+    graphs = [predictor.graph(s, host, matrix, p) for s, p in zip(structures, args.structures, strict=True)]
+    positions = predictor.predict_graphs(graphs)
+    seconds = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for path, structure, graph, pos in zip(args.structures, structures, graphs, positions, strict=True):
+        predicted = to_structure(structure, graph, pos)
+        target = out / f"{Path(path).stem}_predicted.cif"
+        predicted.to(filename=str(target))
+        shift = np.linalg.norm(predicted.cart_coords - structure.cart_coords, axis=1)
+        counts = {m: int((graph.marker == code).sum()) for code, m in enumerate(
+            ("pristine", "substitution", "vacancy", "interstitial"))}
+        entries.append({"input": str(path), "output": str(target), "formula": structure.composition.formula,
+                        "num_atoms": len(structure), "markers": counts,
+                        "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max())})
+        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A)")
+    summary = {"checkpoint": predictor.checkpoint, "device": str(predictor.device),
+               "seconds": round(seconds, 3), "structures": entries}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def run_handler(args: argparse.Namespace) -> int:
+    """Run a parsed command; bad input becomes a one-line error and exit status 2."""
+    import sys
+
+    try:
+        args.handler(args)
+    except DefiNetInputError as exc:
+        print(f"definet: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,58 @@
+"""Periodic radius graphs of defect supercells, as torch_geometric ``Data`` objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pymatgen.core import Lattice
+from pymatgen.optimization.neighbors import find_points_in_spheres
+from torch_geometric.data import Data
+
+from definet_core.markers import DefectNodes
+
+
+def radius_graph_pbc(cart_coords: np.ndarray, lattice: Lattice, radius: float,
+                     max_neighbors: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed periodic radius graph keeping each centre's ``max_neighbors`` nearest neighbours.
+
+    Returns ``edge_index`` (2, E) with row 0 the neighbour (source) and row 1 the centre (target),
+    the integer lattice ``images`` (E, 3) such that the edge vector is
+    ``x[src] + images @ lattice - x[dst]``, and the edge ``distances`` (E,). Edges are sorted by
+    centre, then distance; ties keep pymatgen's order so truncation is deterministic.
+    """
+    coords = np.ascontiguousarray(cart_coords, dtype=float)
+    centers, points, images, distances = find_points_in_spheres(
+        coords, coords, float(radius), np.array([1, 1, 1], dtype=np.int64),
+        np.ascontiguousarray(lattice.matrix, dtype=float), tol=1e-8,
+    )
+    not_self = distances > 1e-8
+    centers, points, images, distances = centers[not_self], points[not_self], images[not_self], distances[not_self]
+    order = np.lexsort((distances, centers))
+    centers, points, images, distances = centers[order], points[order], images[order], distances[order]
+    first_of_center = np.searchsorted(centers, centers, side="left")
+    rank = np.arange(len(centers)) - first_of_center
+    keep = rank < max_neighbors
+    edge_index = np.stack([points[keep], centers[keep]]).astype(np.int64)
+    return edge_index, np.rint(images[keep]).astype(np.int64), distances[keep]
+
+
+def build_graph(nodes: DefectNodes, radius: float, max_neighbors: int,
+                relaxed_coords: np.ndarray | None = None) -> Data:
+    """Graph of a defect supercell built from its unrelaxed positions.
+
+    ``relaxed_coords`` (one row per node, vacancy nodes included) becomes the target ``y``.
+    """
+    edge_index, images, _ = radius_graph_pbc(nodes.cart_coords, nodes.lattice, radius, max_neighbors)
+    data = Data(
+        z=torch.from_numpy(nodes.atomic_numbers),
+        marker=torch.from_numpy(nodes.markers),
+        pos=torch.from_numpy(nodes.cart_coords).float(),
+        cell=torch.tensor(nodes.lattice.matrix, dtype=torch.float32).unsqueeze(0),
+        edge_index=torch.from_numpy(edge_index),
+        edge_image=torch.from_numpy(images).to(torch.int8),
+        site_index=torch.from_numpy(nodes.site_index),
+        num_nodes=len(nodes.atomic_numbers),
+    )
+    if relaxed_coords is not None:
+        data.y = torch.from_numpy(np.asarray(relaxed_coords)).float()
+    return data

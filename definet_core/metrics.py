@@ -1,0 +1,53 @@
+"""Displacement metrics of the DefiNet paper, per structure and averaged over structures."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pymatgen.core import Lattice
+from pymatgen.optimization.neighbors import find_points_in_spheres
+from torch_geometric.data import Data
+
+from definet_core.markers import Marker
+
+LOCAL_RADIUS = 3.0
+"""Atoms within this distance (A) of a defect node count as local to the defect."""
+
+
+def near_defect_mask(data: Data, radius: float = LOCAL_RADIUS) -> np.ndarray:
+    """True for real atoms within ``radius`` of any defect node (substitution, vacancy, interstitial)."""
+    marker = data.marker.numpy()
+    pos = data.pos.double().numpy()
+    defects = np.flatnonzero(marker != Marker.PRISTINE)
+    mask = np.zeros(len(marker), dtype=bool)
+    if len(defects):
+        lattice = Lattice(data.cell[0].double().numpy())
+        _, points, _, _ = find_points_in_spheres(
+            pos, np.ascontiguousarray(pos[defects]), float(radius), np.array([1, 1, 1], dtype=np.int64),
+            np.ascontiguousarray(lattice.matrix), tol=1e-8,
+        )
+        mask[points] = True
+    return mask & (marker != Marker.VACANCY)
+
+
+def structure_errors(data: Data, predicted: torch.Tensor) -> dict[str, float]:
+    """mae / dummy_mae (mean |dx|,|dy|,|dz| over real atoms) and their 3 A local variants (NaN if no defect)."""
+    atoms = (data.marker != Marker.VACANCY).numpy()
+    local = near_defect_mask(data)
+    target = data.y.double().numpy()
+    model_error = np.abs(predicted.double().numpy() - target)
+    dummy_error = np.abs(data.pos.double().numpy() - target)
+    result = {"mae": float(model_error[atoms].mean()), "dummy_mae": float(dummy_error[atoms].mean())}
+    has_local = bool(local.any())
+    result["local_mae_3A"] = float(model_error[local].mean()) if has_local else float("nan")
+    result["dummy_local_mae_3A"] = float(dummy_error[local].mean()) if has_local else float("nan")
+    return result
+
+
+def average_errors(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over structures (local metrics over structures that have defects); adds ``n``."""
+    summary: dict[str, float] = {"n": len(rows)}
+    for key in ("mae", "dummy_mae", "local_mae_3A", "dummy_local_mae_3A"):
+        values = np.array([row[key] for row in rows], dtype=float)
+        summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return summary

@@ -1,0 +1,133 @@
+"""DefiNet: a defect-informed equivariant message-passing network that predicts relaxed positions.
+
+Every node carries scalar features ``s`` (N, F) and vector features ``v`` (N, 3, F). Messages
+are PaiNN-style equivariant messages whose filters are modulated by the markers of both ends of
+the edge. A global virtual node per graph, with its own scalar and vector state, reads from and
+writes to all nodes. Every layer ends with a coordinate update ``x += v W``, and the next layer
+rebuilds its edge vectors from the updated coordinates (the neighbour list and periodic images
+stay those of the unrelaxed structure). Only linear maps of vectors, scalar gates, norms and dot
+products touch vector quantities, so the model is exactly E(3)-equivariant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch_geometric.data import Batch
+from torch_geometric.utils import scatter
+
+from definet_core.config import ModelConfig
+
+
+class BesselBasis(nn.Module):
+    """sin(n pi d / rc) / d radial basis times a cosine cutoff envelope."""
+
+    def __init__(self, num_rbf: int, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = cutoff
+        self.register_buffer("frequencies", torch.arange(1, num_rbf + 1) * math.pi / cutoff)
+
+    def forward(self, distance: torch.Tensor) -> torch.Tensor:
+        d = distance.unsqueeze(-1)
+        envelope = 0.5 * (torch.cos(math.pi * d / self.cutoff) + 1.0) * (d < self.cutoff)
+        return torch.sin(self.frequencies * d) / d * envelope
+
+
+class GlobalNode(nn.Module):
+    """Virtual node per graph: pools node states into its own scalar/vector state and broadcasts back."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.scalar_update = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.vector_mix = nn.Linear(2 * hidden, hidden, bias=False)
+        self.scalar_out = nn.Linear(hidden, 2 * hidden)
+        self.vector_out = nn.Linear(hidden, hidden, bias=False)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
+                batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pooled_s = scatter(s, batch, dim=0, dim_size=g_s.shape[0], reduce="mean")
+        pooled_v = scatter(v, batch, dim=0, dim_size=g_v.shape[0], reduce="mean")
+        g_s = g_s + self.scalar_update(torch.cat([g_s, pooled_s], dim=-1))
+        g_v = g_v + self.vector_mix(torch.cat([g_v, pooled_v], dim=-1))
+        shift_s, gate_v = self.scalar_out(g_s)[batch].chunk(2, dim=-1)
+        return s + shift_s, v + gate_v.unsqueeze(1) * self.vector_out(g_v)[batch], g_s, g_v
+
+
+class DefiNetLayer(nn.Module):
+    """Marker-modulated equivariant message, global-node exchange, update and coordinate step."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        f = config.hidden
+        self.hidden = f
+        self.num_markers = config.num_markers
+        self.norm = config.aggregation_norm
+        self.message_mlp = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 3 * f))
+        self.filter = nn.Linear(config.num_rbf, 3 * f)
+        self.marker_pair = nn.Embedding(config.num_markers**2, 3 * f)
+        nn.init.zeros_(self.marker_pair.weight)
+        self.global_node = GlobalNode(f)
+        self.vector_uv = nn.Linear(f, 2 * f, bias=False)
+        self.update_mlp = nn.Sequential(nn.Linear(2 * f, f), nn.SiLU(), nn.Linear(f, 3 * f))
+        self.scalar_norm = nn.LayerNorm(f)
+        self.coordinate_head = nn.Linear(f, 1, bias=False)
+        nn.init.normal_(self.coordinate_head.weight, std=1e-2)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
+                pos: torch.Tensor, marker: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
+                basis: BesselBasis, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        src, dst = edge_index
+        vec = pos[src] + edge_shift - pos[dst]
+        dist = vec.norm(dim=-1).clamp_min(1e-9)
+        unit = vec / dist.unsqueeze(-1)
+        pair = marker[dst] * self.num_markers + marker[src]
+        weights = self.message_mlp(s)[src] * self.filter(basis(dist)) * (1.0 + self.marker_pair(pair))
+        w_s, w_vv, w_vu = weights.split(self.hidden, dim=-1)
+        msg_v = w_vv.unsqueeze(1) * v[src] + w_vu.unsqueeze(1) * unit.unsqueeze(-1)
+        n = s.shape[0]
+        s = s + scatter(w_s, dst, dim=0, dim_size=n, reduce="sum") / self.norm
+        v = v + scatter(msg_v, dst, dim=0, dim_size=n, reduce="sum") / self.norm
+        s, v, g_s, g_v = self.global_node(s, v, g_s, g_v, batch)
+        u_v, v_v = self.vector_uv(v).split(self.hidden, dim=-1)
+        a_vv, a_sv, a_ss = self.update_mlp(
+            torch.cat([s, torch.sqrt((v_v**2).sum(dim=1) + 1e-8)], dim=-1)
+        ).split(self.hidden, dim=-1)
+        v = v + a_vv.unsqueeze(1) * u_v
+        s = self.scalar_norm(s + a_sv * (u_v * v_v).sum(dim=1) + a_ss)
+        pos = pos + self.coordinate_head(v).squeeze(-1)
+        return s, v, g_s, g_v, pos
+
+
+class DefiNet(nn.Module):
+    """Predicts the relaxed Cartesian position of every node of a batch of defect graphs."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.element_embedding = nn.Embedding(config.num_elements + 1, config.hidden)
+        self.marker_embedding = nn.Embedding(config.num_markers, config.hidden)
+        self.basis = BesselBasis(config.num_rbf, config.radius)
+        self.layers = nn.ModuleList(DefiNetLayer(config) for _ in range(config.layers))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Predicted positions (N, 3), in the dtype of ``batch.pos``."""
+        pos = batch.pos
+        node_batch = batch.batch if batch.batch is not None else torch.zeros_like(batch.z)
+        num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else 1
+        src = batch.edge_index[0]
+        cell = batch.cell.to(pos.dtype)
+        edge_shift = torch.einsum("ei,eij->ej", batch.edge_image.to(pos.dtype), cell[node_batch[src]])
+        s = self.element_embedding(batch.z) + self.marker_embedding(batch.marker)
+        v = pos.new_zeros(pos.shape[0], 3, self.config.hidden)
+        g_s = pos.new_zeros(num_graphs, self.config.hidden)
+        g_v = pos.new_zeros(num_graphs, 3, self.config.hidden)
+        for layer in self.layers:
+            s, v, g_s, g_v, pos = layer(s, v, g_s, g_v, pos, batch.marker, batch.edge_index, edge_shift,
+                                        self.basis, node_batch)
+        return pos
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,81 @@
+"""Batched prediction of relaxed defect structures with a trained DefiNet."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pymatgen.core import Element, Structure
+from torch_geometric.data import Batch, Data
+
+from definet_core.checkpoint import load_model, resolve_device
+from definet_core.errors import DefiNetInputError
+from definet_core.graph import build_graph
+from definet_core.markers import MATCH_TOLERANCE, defect_nodes
+
+
+class Predictor:
+    """Loads a checkpoint once and predicts relaxed structures for many defect supercells.
+
+    >>> predictor = Predictor()                      # shipped checkpoint, CUDA when available
+    >>> relaxed = predictor.predict(defect_cells, host=unit_cell)
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16) -> None:
+        self.device = resolve_device(device)
+        self.model, payload = load_model(checkpoint, self.device)
+        self.config = self.model.config
+        self.trained_elements = set(payload.get("trained_elements", []))
+        self.metadata = payload.get("metadata", {})
+        self.checkpoint = str(checkpoint) if checkpoint is not None else "shipped:definet_2d"
+        self.batch_size = batch_size
+
+    def graph(self, structure: Structure, host: Structure, supercell_matrix: np.ndarray | None = None,
+              name: str = "structure", tolerance: float = MATCH_TOLERANCE) -> Data:
+        """Defect graph of one structure, with the elements checked against the model."""
+        nodes = defect_nodes(structure, host, supercell_matrix, tolerance, name)
+        too_heavy = sorted({int(z) for z in nodes.atomic_numbers if z > self.config.num_elements})
+        if too_heavy:
+            symbols = ", ".join(Element.from_Z(z).symbol for z in too_heavy)
+            raise DefiNetInputError(f"{name}: element(s) {symbols} not covered by the model's element embedding")
+        unseen = sorted({int(z) for z in nodes.atomic_numbers} - self.trained_elements) if self.trained_elements else []
+        if unseen:
+            warnings.warn(f"{name}: element(s) {', '.join(Element.from_Z(z).symbol for z in unseen)} never seen "
+                          "in training; the prediction there is an extrapolation", stacklevel=2)
+        return build_graph(nodes, self.config.radius, self.config.max_neighbors)
+
+    @torch.no_grad()
+    def predict_graphs(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
+        """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph."""
+        results: list[torch.Tensor] = []
+        for start in range(0, len(graphs), self.batch_size):
+            batch = Batch.from_data_list(list(graphs[start:start + self.batch_size])).to(self.device)
+            positions = self.model(batch).double().cpu()
+            results.extend(positions.split(batch.ptr.diff().tolist()))
+        return results
+
+    def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
+                supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:
+        """Predicted relaxed structures: same lattice, species and site order as each input.
+
+        ``host`` is one host (unit cell or pristine supercell) for all structures or one per structure.
+        """
+        hosts = [host] * len(structures) if isinstance(host, Structure) else list(host)
+        if len(hosts) != len(structures):
+            raise DefiNetInputError(f"hosts: {len(hosts)} hosts given for {len(structures)} structures")
+        names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
+        graphs = [self.graph(s, h, supercell_matrix, n) for s, h, n in zip(structures, hosts, names, strict=True)]
+        return [to_structure(s, g, p) for s, g, p in zip(structures, graphs, self.predict_graphs(graphs), strict=True)]
+
+
+def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> Structure:
+    """Replace the positions of ``original`` by the predicted ones (vacancy nodes dropped)."""
+    site_index = graph.site_index.numpy()
+    coords = np.empty((len(original), 3))
+    atoms = site_index >= 0
+    coords[site_index[atoms]] = positions.numpy()[atoms]
+    return Structure(original.lattice, original.species, coords, coords_are_cartesian=True,
+                     site_properties=original.site_properties or None)
