@@ -54,7 +54,8 @@ class MaterialSet:
         """The single host unit-cell CIF beside ``CIF/``."""
         cifs = sorted(self.root.glob("*.cif"))
         if len(cifs) != 1:
-            raise DefiNetInputError(f"{self.root}: expected exactly one host unit-cell .cif beside CIF/, found {len(cifs)}")
+            raise DefiNetInputError(
+                f"{self.root}: expected exactly one host unit-cell .cif beside CIF/, found {len(cifs)}")
         return cifs[0]
 
     def split_ids(self, split: str) -> list[str]:
@@ -110,10 +111,16 @@ def load_pair(material: MaterialSet, atoms_id: str, host: Structure, radius: flo
     return data
 
 
-def _load_pair_job(args: tuple) -> Data:
+def _load_pair_job(args: tuple) -> dict:
+    """Worker: one pair as plain arrays (torch tensors would cross processes as file descriptors)."""
     root, atoms_id, radius, max_neighbors = args
     material = MaterialSet(Path(root))
-    return load_pair(material, atoms_id, read_structure(material.unit_cell_path), radius, max_neighbors)
+    data = load_pair(material, atoms_id, read_structure(material.unit_cell_path), radius, max_neighbors)
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in data.to_dict().items()}
+
+
+def _from_arrays(values: dict) -> Data:
+    return Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in values.items()})
 
 
 def _cache_key(material: MaterialSet, split: str, ids: list[str], radius: float, max_neighbors: int) -> str:
@@ -138,8 +145,8 @@ def load_split(material: MaterialSet, split: str, radius: float, max_neighbors: 
     workers = workers or min(4, os.cpu_count() or 1)
     desc = f"{material.root.parent.name}/{material.name} {split}"
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        graphs = list(tqdm(pool.map(_load_pair_job, jobs, chunksize=16), total=len(jobs), desc=desc,
-                           disable=not progress))
+        graphs = [_from_arrays(values) for values in tqdm(pool.map(_load_pair_job, jobs, chunksize=16),
+                                                          total=len(jobs), desc=desc, disable=not progress)]
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(".tmp")
     torch.save(graphs, tmp)

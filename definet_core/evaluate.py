@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_geometric.data import Data
-from tqdm import tqdm
 
 from definet_core.dataset import load_dataset
 from definet_core.markers import Marker
@@ -25,7 +24,7 @@ def evaluate(data_roots: list[str | Path], split: str = "test", checkpoint: str 
     report: dict[str, dict[str, float]] = {}
     parity: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, graphs in sets.items():
-        predicted = predictor.predict_graphs(tqdm(graphs, desc=f"evaluate {key}", disable=not progress))
+        predicted = predictor.predict_graphs(graphs, progress=f"evaluate {key}" if progress else None)
         report[key] = average_errors([structure_errors(g, p) for g, p in zip(graphs, predicted, strict=True)])
         parity[key] = _displacements(graphs, predicted)
     if plot is not None:

@@ -136,7 +136,8 @@ def match_to_pristine(defect: Structure, pristine: Structure, tolerance: float =
     pristine_numbers = atomic_numbers_of(pristine, f"{name} (pristine reference)")
     lattice = defect.lattice
     if not np.allclose(lattice.matrix, pristine.lattice.matrix, atol=1e-3):
-        raise DefiNetInputError(f"{name}: cell differs from its pristine supercell; the structure does not match its host")
+        raise DefiNetInputError(
+            f"{name}: cell differs from its pristine supercell; the structure does not match its host")
     site_of_atom = _nearest_sites(defect.cart_coords, pristine.cart_coords, lattice, tolerance)
     markers = np.full(len(defect), Marker.PRISTINE, dtype=np.int64)
     markers[site_of_atom < 0] = Marker.INTERSTITIAL

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from pymatgen.core import Element, Structure
 from torch_geometric.data import Batch, Data
+from tqdm import tqdm
 
 from definet_core.checkpoint import load_model, resolve_device
 from definet_core.errors import DefiNetInputError
@@ -48,10 +49,14 @@ class Predictor:
         return build_graph(nodes, self.config.radius, self.config.max_neighbors)
 
     @torch.no_grad()
-    def predict_graphs(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
-        """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph."""
+    def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
+        """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.
+
+        ``progress`` is the label of a progress bar over batches (none when ``None``).
+        """
         results: list[torch.Tensor] = []
-        for start in range(0, len(graphs), self.batch_size):
+        starts = range(0, len(graphs), self.batch_size)
+        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
             batch = Batch.from_data_list(list(graphs[start:start + self.batch_size])).to(self.device)
             positions = self.model(batch).double().cpu()
             results.extend(positions.split(batch.ptr.diff().tolist()))

@@ -85,17 +85,19 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
           resume: bool = False, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train DefiNet on the train splits below ``data_roots``, early-stopping on their val splits.
 
-    ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume``;
+    ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume`` (which keeps
+    the saved model and optimiser settings and takes only ``epochs`` from ``train_config``);
     ``<out>.log.jsonl`` one line per epoch. Returns the final summary (best epoch and val MAE).
     """
     out = Path(out)
     state_file = state_path(out)
     if state_file.exists() and not resume:
-        raise DefiNetInputError(f"{state_file}: a training run already exists here; pass --resume or choose another --out")
+        raise DefiNetInputError(
+            f"{state_file}: a training run already exists here; pass --resume or choose another --out")
     saved = torch.load(state_file, map_location="cpu", weights_only=False) if resume and state_file.exists() else None
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
-        train_config = TrainConfig(**saved["train_config"])
+        train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs})
     device = resolve_device(train_config.device)
     _seed_everything(train_config.seed)
 

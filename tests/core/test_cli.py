@@ -1,0 +1,97 @@
+import json
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from definet_core.io import read_structure
+from definet_core.markers import Marker
+from tests.conftest import random_defect_cell
+from workflows.cli import main
+
+
+@pytest.fixture()
+def defect_files(tmp_path):
+    rng = np.random.default_rng(5)
+    paths = []
+    for k in range(3):
+        cell, host = random_defect_cell(rng)
+        path = tmp_path / f"d{k}.cif"
+        cell.to(filename=str(path))
+        paths.append(path)
+    host_path = tmp_path / "host.cif"
+    host.to(filename=str(host_path))
+    return paths, host_path
+
+
+def test_predict_writes_structures_in_input_order(defect_files, tmp_path, tiny_checkpoint):
+    paths, host = defect_files
+    out = tmp_path / "out"
+    assert main(["predict", *map(str, paths), "--host", str(host), "--checkpoint", str(tiny_checkpoint),
+                 "--device", "cpu", "--batch-size", "2", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["structures"]) == 3
+    for path, entry in zip(paths, summary["structures"], strict=True):
+        original, predicted = read_structure(path), read_structure(entry["output"])
+        assert [s.specie for s in original] == [s.specie for s in predicted]
+        assert entry["markers"]["vacancy"] == 1 and entry["markers"]["substitution"] == 1
+        assert np.abs(original.cart_coords - predicted.cart_coords).max() < 1.0
+
+
+def test_predictor_in_memory_matches_markers(defect_files, tiny_checkpoint):
+    from definet_core.predict import Predictor
+
+    paths, host = defect_files
+    predictor = Predictor(tiny_checkpoint, device="cpu", batch_size=2)
+    structures = [read_structure(p) for p in paths]
+    relaxed = predictor.predict(structures, read_structure(host))
+    assert [len(s) for s in relaxed] == [len(s) for s in structures]
+    graph = predictor.graph(structures[0], read_structure(host))
+    assert int((graph.marker == Marker.VACANCY).sum()) == 1
+
+
+def one_line_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("definet: error:")
+    return err
+
+
+def test_unreadable_file_is_a_one_line_error(defect_files, tmp_path, capsys, tiny_checkpoint):
+    _, host = defect_files
+    bad = tmp_path / "garbage.cif"
+    bad.write_text("this is not a cif\n")
+    err = one_line_error(capsys, ["predict", str(bad), "--host", str(host), "--checkpoint", str(tiny_checkpoint),
+                                  "-o", str(tmp_path / "o")])
+    assert "garbage.cif" in err
+
+
+def test_empty_structure_is_a_one_line_error(defect_files, tmp_path, capsys, tiny_checkpoint):
+    _, host = defect_files
+    empty = tmp_path / "empty.json"
+    empty.write_text(Structure(Lattice.cubic(3), [], []).to_json())
+    err = one_line_error(capsys, ["predict", str(empty), "--host", str(host), "--checkpoint",
+                                  str(tiny_checkpoint), "-o", str(tmp_path / "o")])
+    assert "empty.json" in err and ("no atoms" in err or "at least 1 site" in err)
+
+
+def test_element_outside_the_embedding_is_a_one_line_error(defect_files, tmp_path, capsys, tiny_checkpoint):
+    paths, host = defect_files
+    heavy = read_structure(paths[0])
+    heavy.replace(0, "Md")  # Z = 101, beyond the 100-element embedding
+    heavy_path = tmp_path / "heavy.cif"
+    heavy.to(filename=str(heavy_path))
+    err = one_line_error(capsys, ["predict", str(heavy_path), "--host", str(host), "--checkpoint",
+                                  str(tiny_checkpoint), "-o", str(tmp_path / "o")])
+    assert "heavy.cif" in err and "Md" in err
+
+
+def test_structure_not_matching_host_is_a_one_line_error(defect_files, tmp_path, capsys, tiny_checkpoint):
+    paths, host = defect_files
+    wrong = read_structure(paths[0])
+    wrong.scale_lattice(wrong.volume * 1.3)
+    wrong_path = tmp_path / "wrong.cif"
+    wrong.to(filename=str(wrong_path))
+    err = one_line_error(capsys, ["predict", str(wrong_path), "--host", str(host), "--checkpoint",
+                                  str(tiny_checkpoint), "-o", str(tmp_path / "o")])
+    assert "wrong.cif" in err and "does not match its host" in err

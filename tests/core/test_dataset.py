@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from definet_core.dataset import find_material_sets, load_dataset, load_split
+from definet_core.errors import DefiNetInputError
+from definet_core.markers import Marker
+from tests.conftest import shared_data_or_skip
+
+
+def test_reader_builds_targets_and_markers(dataset_root, cache_dir):
+    sets = load_dataset([dataset_root], "train", 4.0, 12, progress=False)
+    assert list(sets) == ["MoS2"]
+    graphs = sets["MoS2"]
+    assert len(graphs) == 12
+    for graph in graphs:
+        assert graph.y.shape == graph.pos.shape
+        vacancy = graph.marker == Marker.VACANCY
+        assert vacancy.sum() >= 1
+        assert np.allclose(graph.y[vacancy], graph.pos[vacancy])
+        assert (graph.y - graph.pos).norm(dim=-1).max() < 0.2
+
+
+def test_cache_is_reused_and_invalidated_by_a_changed_source(tmp_path, cache_dir):
+    from tests.conftest import write_dataset
+
+    material = find_material_sets(write_dataset(tmp_path, {"train": 3}).parent)[0]
+    load_split(material, "train", 4.0, 12, progress=False)
+    files = sorted(cache_dir.glob("*.pt"))
+    assert len(files) == 1
+    load_split(material, "train", 4.0, 12, progress=False)
+    assert sorted(cache_dir.glob("*.pt")) == files
+    relaxed = material.pair_paths("MoS2_train_0")[1]
+    relaxed.write_text(relaxed.read_text().replace("generated using pymatgen", "edited"))
+    load_split(material, "train", 4.0, 12, progress=False)
+    assert len(list(cache_dir.glob("*.pt"))) == 2
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(DefiNetInputError, match="data directory not found"):
+        find_material_sets(tmp_path / "nope")
+
+
+def test_relaxed_positions_across_the_boundary_map_to_the_nearest_image(tmp_path, cache_dir):
+    from tests.conftest import write_dataset
+
+    material = find_material_sets(write_dataset(tmp_path, {"train": 1}).parent)[0]
+    relaxed = material.pair_paths("MoS2_train_0")[1]
+    from definet_core.io import read_structure
+
+    moved = read_structure(relaxed)
+    for i in range(len(moved)):  # express every relaxed atom one cell over
+        moved.translate_sites([i], [1.0, -1.0, 0.0], to_unit_cell=False)
+    moved.to(filename=str(relaxed))
+    graph = load_split(material, "train", 4.0, 12, progress=False)[0]
+    assert (graph.y - graph.pos).norm(dim=-1).max() < 0.2
+
+
+def test_reader_on_shared_dft_data(tmp_path):
+    root = shared_data_or_skip()
+    from definet_core.dataset import MaterialSet, load_pair
+    from definet_core.io import read_structure
+
+    for name in ("high_density/MoS2", "high_density/hBN", "high_density/BP", "low_density/WSe2"):
+        material = MaterialSet(root / name)
+        host = read_structure(material.unit_cell_path)
+        for atoms_id in material.split_ids("val")[:3]:
+            graph = load_pair(material, atoms_id, host, 5.0, 24)
+            unrelaxed = read_structure(material.pair_paths(atoms_id)[0])
+            assert int((graph.marker != Marker.VACANCY).sum()) == len(unrelaxed)
+            assert (graph.y - graph.pos).norm(dim=-1).max() < 3.0  # BP moves up to ~2 A
+            assert int((graph.marker == Marker.INTERSTITIAL).sum()) == 0
