@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from pymatgen.core import Element, Structure
 from torch_geometric.data import Batch, Data
 from tqdm import tqdm
 
-from definet_core.checkpoint import load_model, resolve_device
+from definet_core.checkpoint import SHIPPED_CHECKPOINT, load_model, resolve_device
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph
 from definet_core.markers import MATCH_TOLERANCE, defect_nodes
@@ -31,7 +32,7 @@ class Predictor:
         self.config = self.model.config
         self.trained_elements = set(payload.get("trained_elements", []))
         self.metadata = payload.get("metadata", {})
-        self.checkpoint = str(checkpoint) if checkpoint is not None else "shipped:definet_2d"
+        self.checkpoint = checkpoint_id(checkpoint)
         self.batch_size = batch_size
 
     def graph(self, structure: Structure, host: Structure, supercell_matrix: np.ndarray | None = None,
@@ -74,6 +75,12 @@ class Predictor:
         names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
         graphs = [self.graph(s, h, supercell_matrix, n) for s, h, n in zip(structures, hosts, names, strict=True)]
         return [to_structure(s, g, p) for s, g, p in zip(structures, graphs, self.predict_graphs(graphs), strict=True)]
+
+
+def checkpoint_id(checkpoint: str | Path | None) -> str:
+    """``<file stem>@<first 12 hex of its sha256>``: names a checkpoint by its content."""
+    path = Path(checkpoint) if checkpoint is not None else SHIPPED_CHECKPOINT
+    return f"{path.stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
 
 
 def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> Structure:

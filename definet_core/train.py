@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
@@ -65,6 +65,14 @@ def validation_mae(model: torch.nn.Module, graphs: list[Data], device: torch.dev
     return float(torch.cat(per_structure).mean())
 
 
+def ema_with_warmup(decay: float):
+    """EMA update whose decay ramps up as (1 + n) / (10 + n), so early averages do not cling to the init."""
+    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+        step_decay = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return step_decay * averaged + (1.0 - step_decay) * current
+    return average
+
+
 def state_path(out: Path) -> Path:
     """Where the resumable training state of checkpoint ``out`` lives."""
     return out.with_name(out.stem + ".last.pt")
@@ -107,7 +115,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     elements = sorted({int(z) for g in train_graphs for z in g.z.unique()})
 
     model = DefiNet(model_config).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(train_config.ema_decay))
+    ema = AveragedModel(model, avg_fn=ema_with_warmup(train_config.ema_decay))
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience,

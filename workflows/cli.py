@@ -1,4 +1,4 @@
-"""The ``definet`` command."""
+"""definet: predict relaxed point-defect structures with DefiNet and validate them with atomate2 relaxations."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import argparse
 import sys
 
 from definet_core.cli import add_core_commands, run_handler
+from workflows.db_cli import add_db_commands
+from workflows.run_cli import add_run_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser with every ``definet`` subcommand."""
     parser = argparse.ArgumentParser(prog="definet", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
+    add_run_commands(subparsers)
     add_core_commands(subparsers)
+    add_db_commands(subparsers)
     return parser
 
 

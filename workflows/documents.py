@@ -1,0 +1,86 @@
+"""Pydantic output documents of the defect validation flow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymatgen.core import Structure
+
+SAME_MINIMUM_ENERGY_EV = 0.01
+"""Two relaxations reached the same minimum when their final energies differ by less than this..."""
+SAME_MINIMUM_DISPLACEMENT_A = 0.1
+"""...and no atom of one final structure is further than this from its partner in the other."""
+
+
+class PredictedCase(BaseModel):
+    """DefiNet's prediction for one defect case."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    case_id: str
+    structure: Structure = Field(description="predicted relaxed structure, input site order")
+    mean_displacement: float = Field(description="mean |predicted - unrelaxed| per atom (A)")
+
+
+class PredictionOutput(BaseModel):
+    """Output of the batched prediction job."""
+
+    checkpoint: str
+    device: str
+    seconds: float = Field(description="wall time of graph construction and inference for all cases")
+    cases: list[PredictedCase]
+
+
+class RelaxationSummary(BaseModel):
+    """What the validation document keeps of one atomate2 relaxation."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    ionic_steps: int = Field(description="force evaluations, the start included (see workflows.relaxers)")
+    energy: float = Field(description="final total energy (eV)")
+    converged: bool | None = None
+    seconds: float | None = None
+    structure: Structure
+
+
+class ValidationDocument(BaseModel):
+    """One defect case relaxed by one relaxer, from DefiNet's prediction and from the unrelaxed cell.
+
+    Unique on (case_id, relaxer, checkpoint).
+    """
+
+    case_id: str
+    host_id: str
+    checkpoint: str
+    relaxer: str
+    relaxer_settings: dict[str, Any]
+    formula: str
+    num_atoms: int
+    supercell_matrix: list[list[int]]
+    defects: list[dict[str, Any]]
+    defect_name: str
+    steps_from_prediction: int | None = None
+    steps_from_unrelaxed: int | None = None
+    energy_from_prediction: float | None = None
+    energy_from_unrelaxed: float | None = None
+    converged_from_prediction: bool | None = None
+    converged_from_unrelaxed: bool | None = None
+    energy_difference: float | None = Field(None, description="E(from prediction) - E(from unrelaxed), eV")
+    max_final_displacement: float | None = Field(None, description="largest distance between the two finals (A)")
+    same_minimum: bool | None = None
+    prediction_mae: float | None = Field(
+        None, description="mean |dx|,|dy|,|dz| of the prediction against the reference relaxed structure (A)")
+    unrelaxed_mae: float | None = Field(None, description="the same for the unrelaxed input (the dummy model)")
+    mae_reference: str | None = Field(None, description="which relaxation is the reference: unrelaxed or prediction")
+    prediction_seconds_per_case: float | None = None
+    relax_seconds_from_prediction: float | None = None
+    relax_seconds_from_unrelaxed: float | None = None
+    final_structure_from_prediction: dict[str, Any] | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    definet_version: str = ""
+
+    def key(self) -> dict[str, str]:
+        """The document's unique key."""
+        return {"case_id": self.case_id, "relaxer": self.relaxer, "checkpoint": self.checkpoint}

@@ -1,0 +1,170 @@
+"""jobflow jobs of the defect validation flow: enumerate, predict (one batched job), fan out, record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response, job
+from pymatgen.core import Structure
+
+from workflows.categories import CPU_CATEGORY
+from workflows.documents import (
+    SAME_MINIMUM_DISPLACEMENT_A,
+    SAME_MINIMUM_ENERGY_EV,
+    PredictedCase,
+    PredictionOutput,
+    RelaxationSummary,
+    ValidationDocument,
+)
+from workflows.enumeration import DefectCase
+from workflows.enumeration_settings import EnumerationSettings
+from workflows.relaxers import final_energy, final_structure, ionic_steps, relaxer_settings
+
+
+@job
+def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationSettings) -> list[DefectCase]:
+    """All defect cases of all hosts, as ``settings`` asks."""
+    return [case for host_id, host in hosts for case in settings.enumerate(host_id, host)]
+
+
+@dataclass
+class DefiNetPredictMaker(Maker):
+    """One job that predicts the relaxed structures of all cases in batches (CUDA when available)."""
+
+    name: str = "definet predict"
+    checkpoint: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+
+    @job(output_schema=PredictionOutput)
+    def make(self, cases: list[DefectCase]) -> PredictionOutput:
+        """Predict every case; the pristine supercell each case carries makes its markers exact."""
+        from definet_core.predict import Predictor, to_structure
+
+        predictor = Predictor(self.checkpoint, self.device, self.batch_size)
+        started = time.perf_counter()
+        graphs = [predictor.graph(c.structure, c.pristine, np.eye(3, dtype=int), c.case_id) for c in cases]
+        positions = predictor.predict_graphs(graphs, progress="definet predict")
+        seconds = time.perf_counter() - started
+        predicted = []
+        for case, graph, pos in zip(cases, graphs, positions, strict=True):
+            structure = to_structure(case.structure, graph, pos)
+            shift = np.linalg.norm(structure.cart_coords - case.structure.cart_coords, axis=1)
+            predicted.append(PredictedCase(case_id=case.case_id, structure=structure,
+                                           mean_displacement=float(shift.mean())))
+        return PredictionOutput(checkpoint=predictor.checkpoint, device=str(predictor.device), seconds=seconds,
+                                cases=predicted)
+
+
+@job
+def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, relax_maker: Maker, relaxer: str,
+                     unrelaxed_start: bool = True) -> Response:
+    """Dynamic fan-out: one relaxation per case from the prediction (and one from the unrelaxed cell), then record.
+
+    Replaced by the flow it builds, so its output is the record job's output.
+    """
+    predicted = {p.case_id: p.structure for p in prediction.cases}
+    jobs: list[Job] = []
+    from_prediction, from_unrelaxed = [], []
+    for case in cases:
+        relax = relax_maker.make(predicted[case.case_id])
+        relax.name = f"{relax.name} {case.case_id} from prediction"
+        jobs.append(relax)
+        from_prediction.append(relax.output)
+        if unrelaxed_start:
+            reference = relax_maker.make(case.structure)
+            reference.name = f"{reference.name} {case.case_id} from unrelaxed"
+            jobs.append(reference)
+            from_unrelaxed.append(reference.output)
+        else:
+            from_unrelaxed.append(None)
+    record = record_validation(cases, prediction, from_prediction, from_unrelaxed, relaxer,
+                               relaxer_settings(relaxer, relax_maker))
+    record.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True,
+                              manager_config={"_category": CPU_CATEGORY})
+    return Response(replace=Flow([*jobs, record], output=record.output, name="relax and record"))
+
+
+def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
+    """Ionic steps, energy, convergence, wall time and final structure of a relaxation (None if it failed)."""
+    if task_doc is None:
+        return None
+    output = task_doc.output
+    converged = getattr(task_doc, "is_force_converged", None)
+    return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=final_energy(task_doc),
+                             converged=converged, seconds=getattr(output, "elapsed_time", None),
+                             structure=final_structure(task_doc))
+
+
+def component_mae(a: Structure, b: Structure) -> float:
+    """Mean |dx|,|dy|,|dz| between two structures with the same sites, minimum image."""
+    delta = a.frac_coords - b.frac_coords
+    delta -= np.rint(delta)
+    return float(np.abs(delta @ a.lattice.matrix).mean())
+
+
+def max_site_distance(a: Structure, b: Structure) -> float:
+    """Largest minimum-image distance between corresponding sites (A)."""
+    delta = a.frac_coords - b.frac_coords
+    delta -= np.rint(delta)
+    return float(np.linalg.norm(delta @ a.lattice.matrix, axis=1).max())
+
+
+def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_case: float, checkpoint: str,
+                        relaxer: str, settings: dict[str, Any], from_prediction: RelaxationSummary | None,
+                        from_unrelaxed: RelaxationSummary | None) -> ValidationDocument:
+    """Compare the two relaxations of one case and score the prediction against the reference relaxation."""
+    reference = from_unrelaxed or from_prediction
+    doc = ValidationDocument(
+        case_id=case.case_id, host_id=case.host_id, checkpoint=checkpoint, relaxer=relaxer,
+        relaxer_settings=settings, formula=case.structure.composition.formula, num_atoms=len(case.structure),
+        supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],
+        defect_name=case.name, prediction_seconds_per_case=seconds_per_case, definet_version=_version())
+    if from_prediction is not None:
+        doc.steps_from_prediction = from_prediction.ionic_steps
+        doc.energy_from_prediction = from_prediction.energy
+        doc.converged_from_prediction = from_prediction.converged
+        doc.relax_seconds_from_prediction = from_prediction.seconds
+        doc.final_structure_from_prediction = from_prediction.structure.as_dict()
+    if from_unrelaxed is not None:
+        doc.steps_from_unrelaxed = from_unrelaxed.ionic_steps
+        doc.energy_from_unrelaxed = from_unrelaxed.energy
+        doc.converged_from_unrelaxed = from_unrelaxed.converged
+        doc.relax_seconds_from_unrelaxed = from_unrelaxed.seconds
+    if from_prediction is not None and from_unrelaxed is not None:
+        doc.energy_difference = from_prediction.energy - from_unrelaxed.energy
+        doc.max_final_displacement = max_site_distance(from_prediction.structure, from_unrelaxed.structure)
+        doc.same_minimum = bool(abs(doc.energy_difference) < SAME_MINIMUM_ENERGY_EV
+                                and doc.max_final_displacement < SAME_MINIMUM_DISPLACEMENT_A)
+    if reference is not None:
+        doc.prediction_mae = component_mae(predicted.structure, reference.structure)
+        doc.unrelaxed_mae = component_mae(case.structure, reference.structure)
+        doc.mae_reference = "unrelaxed" if from_unrelaxed is not None else "prediction"
+    return doc
+
+
+@job
+def record_validation(cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
+                      from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """One validation document per case, upserted into the ``validation`` collection beside the JobStore."""
+    from workflows.store import upsert_validation_documents
+
+    predicted = {p.case_id: p for p in prediction.cases}
+    per_case = prediction.seconds / max(len(prediction.cases), 1)
+    docs = [validation_document(case, predicted[case.case_id], per_case, prediction.checkpoint, relaxer, settings,
+                                summarize_relaxation(p), summarize_relaxation(u)).model_dump()
+            for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True)]
+    if CURRENT_JOB.store is not None:
+        upsert_validation_documents(CURRENT_JOB.store, docs)
+    return docs
+
+
+def _version() -> str:
+    try:
+        return version("definet")
+    except PackageNotFoundError:
+        return "unknown"

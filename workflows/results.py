@@ -1,0 +1,82 @@
+"""Summaries of stored validation documents: the per host and relaxer table, JSON and a step histogram."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _stat(values: list[int | float], fn: Any) -> float | None:
+    return float(fn(values)) if values else None
+
+
+def summarize(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (host, relaxer): step statistics from both starts, saving, same minima, prediction MAE."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        groups[(doc["host_id"], doc["relaxer"])].append(doc)
+    rows = []
+    for (host, relaxer), group in sorted(groups.items()):
+        predicted = [d["steps_from_prediction"] for d in group if d.get("steps_from_prediction") is not None]
+        unrelaxed = [d["steps_from_unrelaxed"] for d in group if d.get("steps_from_unrelaxed") is not None]
+        maes = [d["prediction_mae"] for d in group if d.get("prediction_mae") is not None]
+        mean_p, mean_u = _stat(predicted, np.mean), _stat(unrelaxed, np.mean)
+        rows.append({
+            "host": host, "relaxer": relaxer, "n": len(group),
+            "median_steps_from_prediction": _stat(predicted, np.median),
+            "median_steps_from_unrelaxed": _stat(unrelaxed, np.median),
+            "mean_steps_from_prediction": mean_p, "mean_steps_from_unrelaxed": mean_u,
+            "saving_percent": 100.0 * (1 - mean_p / mean_u) if mean_p is not None and mean_u else None,
+            "n_same_minimum": sum(1 for d in group if d.get("same_minimum")),
+            "mean_prediction_mae": _stat(maes, np.mean),
+        })
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of ``summarize`` rows."""
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    header = (f"{'host':<14}{'relaxer':<9}{'n':>4}{'med pred':>10}{'med unrel':>10}{'mean pred':>10}"
+              f"{'mean unrel':>11}{'saving %':>10}{'same min':>9}{'MAE (A)':>9}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['host']:<14}{r['relaxer']:<9}{r['n']:>4}{cell(r['median_steps_from_prediction'], '.1f'):>10}"
+            f"{cell(r['median_steps_from_unrelaxed'], '.1f'):>10}{cell(r['mean_steps_from_prediction'], '.1f'):>10}"
+            f"{cell(r['mean_steps_from_unrelaxed'], '.1f'):>11}{cell(r['saving_percent'], '.1f'):>10}"
+            f"{r['n_same_minimum']:>9}{cell(r['mean_prediction_mae'], '.4f'):>9}")
+    return "\n".join(lines)
+
+
+def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
+    """Histograms of ionic steps from the prediction and from the unrelaxed start, one panel per host/relaxer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for doc in docs:
+        groups[(doc["host_id"], doc["relaxer"])].append(doc)
+    n = max(len(groups), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
+    for ax, ((host, relaxer), group) in zip(axes[0], sorted(groups.items()), strict=False):
+        predicted = [d["steps_from_prediction"] for d in group if d.get("steps_from_prediction") is not None]
+        unrelaxed = [d["steps_from_unrelaxed"] for d in group if d.get("steps_from_unrelaxed") is not None]
+        top = max([*predicted, *unrelaxed, 1])
+        bins = np.linspace(0, top + 1, min(30, top + 2))
+        ax.hist(unrelaxed, bins=bins, alpha=0.6, label="from unrelaxed", color="tab:gray")
+        ax.hist(predicted, bins=bins, alpha=0.7, label="from DefiNet", color="tab:blue")
+        ax.set_title(f"{host} / {relaxer} (n={len(group)})", fontsize=10)
+        ax.set_xlabel("ionic steps")
+        ax.set_ylabel("defect cases")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

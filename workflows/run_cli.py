@@ -1,0 +1,176 @@
+"""``definet run``, ``definet results`` and ``definet demo``: the validation flow from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from definet_core.errors import DefiNetInputError
+from workflows.enumeration_settings import EnumerationSettings
+from workflows.relaxers import RELAXERS
+
+DEMO_HOST = "MoS2-1L"
+DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[6, 0, 0], [0, 6, 0], [0, 0, 1]],
+                                    dense_vacancies={"S": 2, "Mo": 1}, dense_substitutions={"Mo": {"W": 2}},
+                                    n_configs=3, seed=0)
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db-uri", default=None, help="MongoDB URI (default: $DEFINET_MONGO_URI, else embedded)")
+    parser.add_argument("--database", default=None, help="database name (default: $DEFINET_DB or 'definet')")
+    parser.add_argument("--data-dir", default=None, help="embedded server data directory (default ~/.definet/db)")
+
+
+def _pairs(values: list[str], name: str) -> dict[str, str]:
+    """Parse ``KEY=VALUE`` options."""
+    result = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise DefiNetInputError(f"{name} {value!r}: expected KEY=VALUE")
+        result[key] = rest
+    return result
+
+
+def _number(text: str, name: str) -> int | float:
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError as exc:
+        raise DefiNetInputError(f"{name}: {text!r} is not a count or a density") from exc
+
+
+def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``run``, ``results`` and ``demo``."""
+    run = subparsers.add_parser("run", help="enumerate defects, predict, relax from both starts, store steps")
+    run.add_argument("--host", action="append", required=True,
+                     help="well-known host (MoS2-1L, mp-149, ...), structure file or Materials Project id")
+    run.add_argument("--defects", choices=("single", "dense"), default="single")
+    run.add_argument("--n-configs", type=int, default=4, help="dense: configurations per host")
+    run.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"), default=None)
+    run.add_argument("--min-length", type=float, default=None, help="shortest supercell vector (A)")
+    run.add_argument("--substitute", action="append", default=[], metavar="EL=NEW[,NEW]",
+                     help="single: substitutions, e.g. S=Se,Te")
+    run.add_argument("--interstitial", action="append", default=[], metavar="EL", help="single: interstitials")
+    run.add_argument("--no-vacancies", action="store_true", help="single: skip vacancies")
+    run.add_argument("--vacancies", action="append", default=[], metavar="EL=COUNT",
+                     help="dense: vacancies per element, a count or a density (S=3, S=0.05)")
+    run.add_argument("--dense-substitute", action="append", default=[], metavar="EL:NEW=COUNT",
+                     help="dense: substitutions, e.g. Mo:W=2")
+    run.add_argument("--relaxer", choices=RELAXERS, default="chgnet")
+    run.add_argument("--fmax", type=float, default=None, help="force convergence (eV/A)")
+    run.add_argument("--no-unrelaxed-start", action="store_true", help="skip the comparison relaxations")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--json", dest="json_out", default=None, help="write the results table as JSON")
+    run.add_argument("--plot", default=None, help="write the step histogram PNG")
+    _add_store_options(run)
+    run.set_defaults(handler=_run)
+
+    results = subparsers.add_parser("results", help="ionic-step savings from stored validation documents")
+    results.add_argument("--host", action="append", default=None)
+    results.add_argument("--relaxer", action="append", default=None)
+    results.add_argument("--json", dest="json_out", default=None)
+    results.add_argument("--plot", default=None)
+    _add_store_options(results)
+    results.set_defaults(handler=_results)
+
+    demo = subparsers.add_parser("demo", help="MoS2 monolayer, dense defects, CHGNet, embedded database")
+    demo.add_argument("--out", default="definet-demo", help="directory for results.json and steps.png")
+    demo.add_argument("--relaxer", choices=RELAXERS, default="chgnet")
+    _add_store_options(demo)
+    demo.set_defaults(handler=_demo)
+
+
+def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
+    """EnumerationSettings from ``definet run`` options."""
+    matrix = None
+    if args.supercell:
+        matrix = [[args.supercell[0], 0, 0], [0, args.supercell[1], 0], [0, 0, args.supercell[2]]]
+    dense_subs: dict[str, dict[str, int | float]] = {}
+    for key, count in _pairs(args.dense_substitute, "--dense-substitute").items():
+        old, sep, new = key.partition(":")
+        if not sep:
+            raise DefiNetInputError(f"--dense-substitute {key}={count}: expected EL:NEW=COUNT")
+        dense_subs.setdefault(old, {})[new] = _number(count, "--dense-substitute")
+    return EnumerationSettings(
+        mode=args.defects, supercell_matrix=matrix, min_length=args.min_length,
+        substitutions={k: v.split(",") for k, v in _pairs(args.substitute, "--substitute").items()},
+        interstitials=args.interstitial, vacancies=not args.no_vacancies,
+        dense_vacancies={k: _number(v, "--vacancies") for k, v in _pairs(args.vacancies, "--vacancies").items()},
+        dense_substitutions=dense_subs, n_configs=args.n_configs, seed=args.seed)
+
+
+def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_args: dict[str, Any],
+                   checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
+                   fmax: float | None = None) -> list[dict[str, Any]]:
+    """Run the validation flow locally against the configured (or embedded) database; return its documents."""
+    from jobflow import run_locally
+
+    from workflows.flows import DefectValidationMaker
+    from workflows.hosts import resolve_host
+    from workflows.jobs import DefiNetPredictMaker
+    from workflows.relaxers import relax_maker
+    from workflows.store import StoreSettings, ValidationStore, job_store, open_database
+
+    hosts = [resolve_host(spec) for spec in host_specs]
+    n_cases = sum(len(enumeration.enumerate(host_id, host)) for host_id, host in hosts)  # fail before starting
+    print(f"{n_cases} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
+          f"{n_cases * (2 if unrelaxed_start else 1)} relaxations")
+    maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
+                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device),
+                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start)
+    flow = maker.make(hosts)
+    settings = StoreSettings.from_env(**store_args)
+    logging.getLogger("jobflow").setLevel(logging.INFO)
+    with open_database(settings) as uri:
+        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True)
+        with ValidationStore(uri, settings.database) as store:
+            docs = store.query(hosts=[h for h, _ in hosts], relaxers=[relaxer])
+    if not docs:
+        raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
+    return docs
+
+
+def report(docs: list[dict[str, Any]], json_out: str | None, plot: str | None) -> None:
+    """Print the results table and write the JSON and plot when asked."""
+    from workflows.results import format_table, steps_plot, summarize
+
+    rows = summarize(docs)
+    print(format_table(rows))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps({"rows": rows}, indent=2))
+    if plot:
+        steps_plot(docs, plot)
+        print(f"step histogram: {plot}")
+
+
+def _store_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {"uri": args.db_uri, "database": args.database, "data_dir": args.data_dir}
+
+
+def _run(args: argparse.Namespace) -> None:
+    docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, _store_args(args), args.checkpoint,
+                          args.device, not args.no_unrelaxed_start, args.fmax)
+    report(docs, args.json_out, args.plot)
+
+
+def _results(args: argparse.Namespace) -> None:
+    from workflows.store import StoreSettings, ValidationStore, open_database
+
+    settings = StoreSettings.from_env(**_store_args(args))
+    with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
+        docs = store.query(hosts=args.host, relaxers=args.relaxer)
+    if not docs:
+        raise DefiNetInputError("definet results: no validation documents match; run `definet run` first")
+    report(docs, args.json_out, args.plot)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    docs = run_validation([DEMO_HOST], DEMO_SETTINGS, args.relaxer, _store_args(args))
+    report(docs, str(out / "results.json"), str(out / "steps.png"))
