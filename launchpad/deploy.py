@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fireworks import FWorker, LaunchPad
-from jobflow import Flow
+from jobflow import Flow, JobStore
 from jobflow.managers.fireworks import flow_to_workflow
 
 from workflows.categories import CPU_CATEGORY, GPU_CATEGORY
@@ -20,8 +20,14 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def connect(uri: str, name: str = "definet") -> LaunchPad:
-    """LaunchPad on the MongoDB at ``uri`` (database ``name``)."""
-    return LaunchPad(host=uri, uri_mode=True, name=name)
+    """LaunchPad on the MongoDB at ``uri`` (database ``name``), initialised if the database has no FireWorks yet.
+
+    An existing FireWorks database is never reset.
+    """
+    launchpad = LaunchPad(host=uri, uri_mode=True, name=name)
+    if launchpad.fw_id_assigner.count_documents({}) == 0 and launchpad.fireworks.count_documents({}) == 0:
+        launchpad.reset("", require_password=False)
+    return launchpad
 
 
 def worker(kind: str, name: str | None = None) -> FWorker:
@@ -32,6 +38,9 @@ def worker(kind: str, name: str | None = None) -> FWorker:
     return FWorker(name=name or f"definet-{kind}", category=categories[kind])
 
 
-def submit(flow: Flow, launchpad: LaunchPad) -> dict[int, int]:
-    """Add ``flow`` to the LaunchPad as one FireWorks workflow; returns the old-to-new Firework id map."""
-    return launchpad.add_wf(flow_to_workflow(flow))
+def submit(flow: Flow, launchpad: LaunchPad, store: JobStore | None = None) -> dict[int, int]:
+    """Add ``flow`` to the LaunchPad as one FireWorks workflow; returns the old-to-new Firework id map.
+
+    ``store`` is the JobStore the workers write to (default: jobflow's configured JOB_STORE).
+    """
+    return launchpad.add_wf(flow_to_workflow(flow, store=store))

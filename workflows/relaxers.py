@@ -34,6 +34,9 @@ VASP_DEFECT_INCAR: dict[str, Any] = {
     "LWAVE": False,
     "LREAL": "Auto",
     "ENCUT": 520,
+    "GGA": "PE",  # PBE, as the DefiNet training data (atomate2's base set would give PBEsol)
+    "LAECHG": False,  # no AECCAR / LOCPOT per defect run
+    "LVTOT": False,
 }
 
 
@@ -77,7 +80,7 @@ def relaxer_settings(name: str, maker: Maker) -> dict[str, Any]:
 def ionic_steps(task_doc: Any) -> int:
     """Number of ionic steps (force evaluations, the start included) of an atomate2 relaxation document."""
     calcs = getattr(task_doc, "calcs_reversed", None)
-    if calcs:
+    if calcs and calcs[0].output.ionic_steps is not None:
         return len(calcs[0].output.ionic_steps)
     output = task_doc.output
     if getattr(output, "ionic_steps", None):

@@ -1,0 +1,110 @@
+"""The validation flow end to end on real atomate2 relaxations, a real database and real FireWorks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fireworks.core.rocket_launcher import rapidfire
+from jobflow.managers.fireworks import flow_to_workflow
+from pymatgen.core import Lattice, Structure
+
+from launchpad.deploy import connect, submit, worker
+from workflows.enumeration_settings import EnumerationSettings
+from workflows.flows import DefectValidationMaker
+from workflows.jobs import DefiNetPredictMaker
+from workflows.run_cli import run_validation
+from workflows.store import ValidationStore, job_store
+
+CU_SETTINGS = EnumerationSettings(mode="single", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 3]],
+                                  substitutions={"Cu": ["Ni"]})
+
+
+@pytest.fixture()
+def copper_file(tmp_path):
+    path = tmp_path / "Cu.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure().to(
+        filename=str(path))
+    return str(path)
+
+
+def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, mongo_uri, database_name):
+    store = {"uri": mongo_uri, "database": database_name}
+    docs = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu")
+    assert sorted(d["defect_name"] for d in docs) == ["Ni_Cu", "v_Cu"]
+    for doc in docs:
+        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_2d@")
+        assert doc["steps_from_prediction"] >= 1 and doc["steps_from_unrelaxed"] >= 1
+        assert doc["energy_from_prediction"] is not None and doc["energy_from_unrelaxed"] is not None
+        assert doc["same_minimum"] is not None and doc["max_final_displacement"] is not None
+        assert doc["prediction_mae"] is not None and doc["unrelaxed_mae"] is not None
+        assert doc["relaxer_settings"]["relax_cell"] is False
+        assert doc["num_atoms"] == (26 if doc["defect_name"] == "v_Cu" else 27)
+    vacancy = next(d for d in docs if d["defect_name"] == "v_Cu")
+    assert vacancy["steps_from_unrelaxed"] > 2  # neighbours of a vacancy in Cu do move under EMT
+    again = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu")
+    assert len(again) == 2
+    with ValidationStore(mongo_uri, database_name) as validation:
+        assert validation.count() == 2
+
+
+def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name):
+    settings = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
+                                   dense_vacancies={"S": 1}, n_configs=1)
+    docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
+                          device="cpu", unrelaxed_start=False)
+    assert len(docs) == 1
+    assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
+    assert docs[0]["mae_reference"] == "prediction"
+
+
+def test_only_the_prediction_firework_is_gpu_even_for_jobs_created_at_run_time(
+        copper_file, mongo_uri, database_name, tmp_path, monkeypatch):
+    from workflows.hosts import resolve_host
+
+    maker = DefectValidationMaker(relaxer="emt", enumeration=CU_SETTINGS,
+                                  predict_maker=DefiNetPredictMaker(device="cpu"), unrelaxed_start=False)
+    flow = maker.make([resolve_host(copper_file)])
+    static = flow_to_workflow(flow)
+    categories = {fw.name: fw.spec.get("_category") for fw in static.fws}
+    assert categories == {"enumerate defects": "cpu", "definet predict": "gpu", "relax and record": "cpu"}
+
+    launchpad = connect(mongo_uri, name=database_name)
+    submit(flow, launchpad, store=job_store(mongo_uri, database_name))
+    monkeypatch.chdir(tmp_path)
+    for kind in ("cpu", "gpu", "cpu"):  # enumerate; predict; fan-out, relaxations and record
+        rapidfire(launchpad, worker(kind), nlaunches=0, sleep_time=0, strm_lvl="ERROR")
+    fireworks = [launchpad.get_fw_by_id(i) for i in launchpad.get_fw_ids()]
+    assert all(fw.state == "COMPLETED" for fw in fireworks), [(fw.name, fw.state) for fw in fireworks]
+    gpu = [fw.name for fw in fireworks if fw.spec.get("_category") == "gpu"]
+    assert gpu == ["definet predict"]
+    assert len(fireworks) >= 6  # 3 static + 2 relaxations + record created at run time
+    assert all(fw.spec.get("_category") == "cpu" for fw in fireworks if fw.name != "definet predict")
+    with ValidationStore(mongo_uri, database_name) as validation:
+        assert validation.count() == 2
+
+
+def test_enumeration_error_stops_before_any_job(mongo_uri, database_name):
+    from definet_core.errors import DefiNetInputError
+
+    settings = EnumerationSettings(mode="single", vacancies=False)
+    with pytest.raises(DefiNetInputError, match="MoS2-1L"):
+        run_validation(["MoS2-1L"], settings, "emt", {"uri": mongo_uri, "database": database_name})
+
+
+def test_validation_document_detects_different_minima():
+    from workflows.documents import PredictedCase, RelaxationSummary
+    from workflows.enumeration import single_defects
+    from workflows.hosts import resolve_host
+    from workflows.jobs import validation_document
+
+    host_id, host = resolve_host("mp-149")
+    case = single_defects(host_id, host, np.diag([2, 2, 2]))[0]
+    moved = case.structure.copy()
+    moved.translate_sites([0], [0.3, 0, 0], frac_coords=False)
+    predicted = PredictedCase(case_id=case.case_id, structure=case.structure, mean_displacement=0.0)
+    a = RelaxationSummary(ionic_steps=3, energy=-10.0, structure=case.structure)
+    b = RelaxationSummary(ionic_steps=30, energy=-10.0, structure=moved)
+    doc = validation_document(case, predicted, 0.1, "ckpt", "emt", {}, a, b)
+    assert doc.same_minimum is False and doc.max_final_displacement == pytest.approx(0.3)
+    same = validation_document(case, predicted, 0.1, "ckpt", "emt", {}, a, a)
+    assert same.same_minimum is True and same.energy_difference == 0.0
