@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from definet_core.cli import add_core_commands, run_handler
 from workflows.db_cli import add_db_commands
@@ -22,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``definet`` console script."""
+    for category in (DeprecationWarning, FutureWarning):  # library chatter; definet's own warnings stay
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message=".*tensor.detach.*")
     args = build_parser().parse_args(argv)
     return run_handler(args)
 

@@ -59,6 +59,7 @@ def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
@@ -75,6 +76,7 @@ def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
         ax.set_title(f"{host} / {relaxer} (n={len(group)})", fontsize=10)
         ax.set_xlabel("ionic steps")
         ax.set_ylabel("defect cases")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,10 @@ from workflows.enumeration_settings import EnumerationSettings
 from workflows.relaxers import RELAXERS
 
 DEMO_HOST = "MoS2-1L"
-DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[6, 0, 0], [0, 6, 0], [0, 0, 1]],
-                                    dense_vacancies={"S": 2, "Mo": 1}, dense_substitutions={"Mo": {"W": 2}},
-                                    n_configs=3, seed=0)
+DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[8, 0, 0], [0, 8, 0], [0, 0, 1]],
+                                    dense_vacancies={"S": 4, "Mo": 1},
+                                    dense_substitutions={"Mo": {"W": 3}, "S": {"Se": 2}}, n_configs=4, seed=0)
+"""Like the DefiNet high-density MoS2 data: 8x8 supercells with several defects each."""
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,126 @@
+"""Prediction throughput of DefiNet against CHGNet relaxation of the same defect supercells.
+
+    python bench/bench_predict.py [--n 64] [--batch-sizes 1 8 32] [--chgnet 3] [--checkpoint CKPT]
+
+Structures: dense-defect 8x8 MoS2 monolayer supercells (the shipped model's domain, 180-190 atoms),
+generated with the project's enumeration. Prints graph construction time (timed apart from the
+network), structures/s and atoms/s per batch size and device, peak memory, and the wall time of
+CHGNet (atomate2 ForceFieldRelaxMaker, fixed cell, FIRE, fmax 0.05) on the first structures, with
+the ratio per structure. All figures come from this one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from definet_core.predict import Predictor
+from workflows.enumeration import dense_defects
+from workflows.hosts import resolve_host
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def structures(n: int) -> list:
+    """``n`` dense-defect MoS2 8x8 cases, as in the DefiNet high-density data."""
+    host_id, host = resolve_host("MoS2-1L")
+    return dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"S": 5, "Mo": 2},
+                         substitutions={"Mo": {"W": 4}, "S": {"Se": 2}}, seed=1)
+
+
+def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats: int = 2) -> dict:
+    """Best-of-``repeats`` inference time over all graphs at ``batch_size``."""
+    predictor.batch_size = batch_size
+    predictor.predict_graphs(graphs[: batch_size])  # warm-up
+    cuda = predictor.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        predictor.predict_graphs(graphs)
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    atoms = sum(int(g.num_nodes) for g in graphs)
+    return {"device": str(predictor.device), "batch_size": batch_size, "seconds": best,
+            "structures_per_s": len(graphs) / best, "atoms_per_s": atoms / best,
+            "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()}
+
+
+def time_chgnet(cases: list) -> list[float]:
+    """Seconds per CHGNet relaxation (fixed cell, fmax 0.05) of each case's unrelaxed structure."""
+    from jobflow import run_locally
+
+    from workflows.relaxers import relax_maker
+
+    maker = relax_maker("chgnet")
+    seconds = []
+    for case in cases:
+        job = maker.make(case.structure)
+        started = time.perf_counter()
+        run_locally(job, log=False, ensure_success=True)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=64, help="structures to predict")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--chgnet", type=int, default=3, help="structures to relax with CHGNet (0: skip)")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+
+    cases = structures(args.n)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    predictor = Predictor(args.checkpoint, "cpu")
+    started = time.perf_counter()
+    graphs = [predictor.graph(c.structure, c.pristine, np.eye(3, dtype=int), c.case_id) for c in cases]
+    graph_seconds = (time.perf_counter() - started) / len(cases)
+    n_atoms = np.mean([g.num_nodes for g in graphs])
+    print(f"{len(cases)} MoS2 8x8 defect supercells, {n_atoms:.0f} nodes on average; "
+          f"model {predictor.checkpoint} ({predictor.model.num_parameters():,} parameters, "
+          f"radius {predictor.config.radius} A, <= {predictor.config.max_neighbors} neighbours)")
+    print(f"graph construction (markers + neighbour list): {1000 * graph_seconds:.1f} ms per structure")
+    rows = []
+    for device in devices:
+        predictor = Predictor(args.checkpoint, device)
+        for batch_size in args.batch_sizes:
+            rows.append(time_inference(predictor, graphs, batch_size))
+    print(f"{'device':<8}{'batch':>6}{'struct/s':>10}{'atoms/s':>10}{'ms/struct':>11}{'peak MB':>9}")
+    for r in rows:
+        print(f"{r['device']:<8}{r['batch_size']:>6}{r['structures_per_s']:>10.1f}{r['atoms_per_s']:>10.0f}"
+              f"{1000 / r['structures_per_s']:>11.1f}{r['peak_memory_mb']:>9.0f}")
+    result = {"n": len(cases), "graph_ms_per_structure": 1000 * graph_seconds, "inference": rows}
+    if args.chgnet:
+        chgnet = time_chgnet(cases[: args.chgnet])
+        best_cpu = max(r["structures_per_s"] for r in rows if r["device"] == "cpu")
+        definet_s = 1 / best_cpu + graph_seconds
+        print(f"CHGNet relaxation (fixed cell, fmax 0.05): {np.mean(chgnet):.1f} s per structure "
+              f"(n={len(chgnet)}, {min(chgnet):.1f}-{max(chgnet):.1f} s)")
+        print(f"DefiNet on CPU incl. graph: {1000 * definet_s:.1f} ms per structure -> "
+              f"{np.mean(chgnet) / definet_s:.0f}x faster than CHGNet")
+        result["chgnet_seconds"] = chgnet
+        result["speedup_vs_chgnet_cpu"] = float(np.mean(chgnet) / definet_s)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""definet results / run from the command line against a populated real database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from workflows.cli import main
+from workflows.results import summarize
+from workflows.store import ValidationStore
+
+
+def doc(case, host, relaxer, from_prediction, from_unrelaxed, same=True, mae=0.01):
+    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": "c@1",
+            "steps_from_prediction": from_prediction, "steps_from_unrelaxed": from_unrelaxed,
+            "same_minimum": same, "prediction_mae": mae}
+
+
+@pytest.fixture()
+def populated(mongo_uri, database_name):
+    docs = [doc("a", "MoS2-1L", "chgnet", 10, 40), doc("b", "MoS2-1L", "chgnet", 20, 60, same=False, mae=0.03),
+            doc("c", "MoS2-1L", "chgnet", 30, 50), doc("d", "mp-149", "emt", 5, 5)]
+    with ValidationStore(mongo_uri, database_name) as store:
+        store.upsert(docs)
+    return ["--db-uri", mongo_uri, "--database", database_name]
+
+
+def test_summary_rows():
+    rows = summarize([doc("a", "h", "emt", 10, 40), doc("b", "h", "emt", 20, 60, same=False),
+                      doc("c", "h", "emt", 30, None)])
+    (row,) = rows
+    assert row["n"] == 3 and row["median_steps_from_prediction"] == 20 and row["median_steps_from_unrelaxed"] == 50
+    assert row["mean_steps_from_prediction"] == 20 and row["mean_steps_from_unrelaxed"] == 50
+    assert row["saving_percent"] == pytest.approx(60.0) and row["n_same_minimum"] == 2
+
+
+def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys):
+    out, plot = tmp_path / "r.json", tmp_path / "steps.png"
+    assert main(["results", *populated, "--json", str(out), "--plot", str(plot)]) == 0
+    table = capsys.readouterr().out
+    assert "MoS2-1L" in table and "mp-149" in table
+    rows = json.loads(out.read_text())["rows"]
+    mos2 = next(r for r in rows if r["host"] == "MoS2-1L")
+    assert set(mos2) == {"host", "relaxer", "n", "median_steps_from_prediction", "median_steps_from_unrelaxed",
+                         "mean_steps_from_prediction", "mean_steps_from_unrelaxed", "saving_percent",
+                         "n_same_minimum", "mean_prediction_mae"}
+    assert mos2["n"] == 3 and mos2["saving_percent"] == pytest.approx(60.0) and mos2["n_same_minimum"] == 2
+    assert plot.stat().st_size > 5_000
+
+
+def test_results_filters_by_host_and_relaxer(populated, tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["results", *populated, "--host", "mp-149", "--relaxer", "emt", "--json", str(out)]) == 0
+    assert [r["host"] for r in json.loads(out.read_text())["rows"]] == ["mp-149"]
+
+
+def test_results_with_no_match_is_a_one_line_error(populated, capsys):
+    assert main(["results", *populated, "--host", "nothing"]) == 2
+    assert capsys.readouterr().err.strip().startswith("definet: error: definet results: no validation documents")
+
+
+def test_down_database_fails_fast_with_a_clear_message(capsys):
+    import time
+
+    started = time.monotonic()
+    assert main(["results", "--db-uri", "mongodb://127.0.0.1:1/"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.monotonic() - started < 10
+    assert "\n" not in err and "127.0.0.1:1" in err
+
+
+def test_run_command_bad_option_is_a_one_line_error(capsys):
+    assert main(["run", "--host", "MoS2-1L", "--defects", "dense", "--vacancies", "S"]) == 2
+    assert "--vacancies 'S': expected KEY=VALUE" in capsys.readouterr().err
