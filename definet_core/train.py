@@ -31,7 +31,7 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 1e-6
     ema_decay: float = 0.999
     grad_clip: float = 10.0

@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``definet`` console script."""
     for category in (DeprecationWarning, FutureWarning):  # library chatter; definet's own warnings stay
         warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message=".*tensor.detach.*")
+    warnings.filterwarnings("ignore", module=r"chgnet\..*")
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"definet: warning: {message}\n"
     args = build_parser().parse_args(argv)
     return run_handler(args)
 

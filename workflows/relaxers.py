@@ -68,6 +68,18 @@ def relax_maker(name: str, fmax: float | None = None, max_steps: int | None = No
     raise DefiNetInputError(f"--relaxer {name}: unknown relaxer; choose one of {', '.join(RELAXERS)}")
 
 
+def check_elements(name: str, elements: set[str]) -> None:
+    """Fail before any job runs when the relaxer cannot treat some element (EMT covers a few metals only)."""
+    if name != "emt":
+        return
+    from ase.calculators.emt import parameters
+
+    missing = sorted(elements - set(parameters))
+    if missing:
+        raise DefiNetInputError(f"--relaxer emt: no EMT potential for {', '.join(missing)} "
+                                f"(EMT covers {', '.join(sorted(parameters))}); use chgnet")
+
+
 def relaxer_settings(name: str, maker: Maker) -> dict[str, Any]:
     """The settings of a relaxation maker worth storing next to its results."""
     if name == "vasp":

@@ -114,11 +114,13 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     from workflows.flows import DefectValidationMaker
     from workflows.hosts import resolve_host
     from workflows.jobs import DefiNetPredictMaker
-    from workflows.relaxers import relax_maker
+    from workflows.relaxers import check_elements, relax_maker
     from workflows.store import StoreSettings, ValidationStore, job_store, open_database
 
     hosts = [resolve_host(spec) for spec in host_specs]
-    n_cases = sum(len(enumeration.enumerate(host_id, host)) for host_id, host in hosts)  # fail before starting
+    cases = [case for host_id, host in hosts for case in enumeration.enumerate(host_id, host)]  # fail early
+    check_elements(relaxer, {el.symbol for case in cases for el in case.structure.composition})
+    n_cases = len(cases)
     print(f"{n_cases} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
           f"{n_cases * (2 if unrelaxed_start else 1)} relaxations")
     maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),

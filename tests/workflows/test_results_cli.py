@@ -73,3 +73,8 @@ def test_down_database_fails_fast_with_a_clear_message(capsys):
 def test_run_command_bad_option_is_a_one_line_error(capsys):
     assert main(["run", "--host", "MoS2-1L", "--defects", "dense", "--vacancies", "S"]) == 2
     assert "--vacancies 'S': expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_emt_on_elements_it_does_not_cover_fails_before_any_job(capsys):
+    assert main(["run", "--host", "mp-149", "--relaxer", "emt"]) == 2
+    assert "--relaxer emt: no EMT potential for Si" in capsys.readouterr().err
