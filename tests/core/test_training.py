@@ -60,3 +60,13 @@ def test_evaluate_reports_paper_metrics_and_plot(dataset_root, cache_dir, tmp_pa
     assert 0 < row["dummy_mae"] < row["dummy_local_mae_3A"]
     assert row["mae"] == pytest.approx(row["dummy_mae"], rel=0.5)  # untrained: close to the input
     assert plot.stat().st_size > 10_000
+
+
+def test_evaluate_keys_are_paths_relative_to_the_data_root(tmp_path, cache_dir, tiny_checkpoint):
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "high_density", {"val": 2})
+    write_dataset(tmp_path / "low_density", {"val": 1}, seed=3)
+    report = evaluate([tmp_path], "val", tiny_checkpoint, "cpu", progress=False)
+    assert sorted(report) == ["high_density/MoS2", "low_density/MoS2"]
+    assert report["low_density/MoS2"]["n"] == 1
