@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from importlib.metadata import entry_points
 
 from definet_core.cli import add_core_commands, run_handler
 from workflows.db_cli import add_db_commands
@@ -18,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(subparsers)
     add_core_commands(subparsers)
     add_db_commands(subparsers)
+    for plugin in entry_points(group="definet.commands"):  # e.g. `submit` from the launchpad package
+        plugin.load()(subparsers)
     return parser
 
 

@@ -6,11 +6,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from definet_core.errors import DefiNetInputError
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.relaxers import RELAXERS
+
+if TYPE_CHECKING:
+    from jobflow import Flow
 
 DEMO_HOST = "MoS2-1L"
 DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[8, 0, 0], [0, 8, 0], [0, 0, 1]],
@@ -43,9 +46,8 @@ def _number(text: str, name: str) -> int | float:
         raise DefiNetInputError(f"{name}: {text!r} is not a count or a density") from exc
 
 
-def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``run``, ``results`` and ``demo``."""
-    run = subparsers.add_parser("run", help="enumerate defects, predict, relax from both starts, store steps")
+def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None:
+    """Options that define a validation flow: hosts, enumeration, relaxer, model, database."""
     run.add_argument("--host", action="append", required=True,
                      help="well-known host (MoS2-1L, mp-149, ...), structure file or Materials Project id")
     run.add_argument("--defects", choices=("single", "dense"), default="single")
@@ -60,15 +62,21 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="dense: vacancies per element, a count or a density (S=3, S=0.05)")
     run.add_argument("--dense-substitute", action="append", default=[], metavar="EL:NEW=COUNT",
                      help="dense: substitutions, e.g. Mo:W=2")
-    run.add_argument("--relaxer", choices=RELAXERS, default="chgnet")
+    run.add_argument("--relaxer", choices=RELAXERS, default=default_relaxer)
     run.add_argument("--fmax", type=float, default=None, help="force convergence (eV/A)")
     run.add_argument("--no-unrelaxed-start", action="store_true", help="skip the comparison relaxations")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     run.add_argument("--device", default="auto")
+    _add_store_options(run)
+
+
+def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``run``, ``results`` and ``demo``."""
+    run = subparsers.add_parser("run", help="enumerate defects, predict, relax from both starts, store steps")
+    add_flow_options(run, default_relaxer="chgnet")
     run.add_argument("--json", dest="json_out", default=None, help="write the results table as JSON")
     run.add_argument("--plot", default=None, help="write the step histogram PNG")
-    _add_store_options(run)
     run.set_defaults(handler=_run)
 
     results = subparsers.add_parser("results", help="ionic-step savings from stored validation documents")
@@ -105,34 +113,41 @@ def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
         dense_substitutions=dense_subs, n_configs=args.n_configs, seed=args.seed)
 
 
-def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_args: dict[str, Any],
+def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str,
+                 checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
+                 fmax: float | None = None) -> tuple[Flow, list[str]]:
+    """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
+    from workflows.flows import DefectValidationMaker
+    from workflows.hosts import resolve_host
+    from workflows.jobs import DefiNetPredictMaker
+    from workflows.relaxers import check_elements, relax_maker
+
+    hosts = [resolve_host(spec) for spec in host_specs]
+    cases = [case for host_id, host in hosts for case in enumeration.enumerate(host_id, host)]  # fail early
+    check_elements(relaxer, {el.symbol for case in cases for el in case.structure.composition})
+    print(f"{len(cases)} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
+          f"{len(cases) * (2 if unrelaxed_start else 1)} relaxations")
+    maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
+                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device),
+                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start)
+    return maker.make(hosts), [host_id for host_id, _ in hosts]
+
+
+def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
                    checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
                    fmax: float | None = None) -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
     from jobflow import run_locally
 
-    from workflows.flows import DefectValidationMaker
-    from workflows.hosts import resolve_host
-    from workflows.jobs import DefiNetPredictMaker
-    from workflows.relaxers import check_elements, relax_maker
     from workflows.store import StoreSettings, ValidationStore, job_store, open_database
 
-    hosts = [resolve_host(spec) for spec in host_specs]
-    cases = [case for host_id, host in hosts for case in enumeration.enumerate(host_id, host)]  # fail early
-    check_elements(relaxer, {el.symbol for case in cases for el in case.structure.composition})
-    n_cases = len(cases)
-    print(f"{n_cases} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
-          f"{n_cases * (2 if unrelaxed_start else 1)} relaxations")
-    maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
-                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device),
-                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start)
-    flow = maker.make(hosts)
-    settings = StoreSettings.from_env(**store_args)
+    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax)
+    settings = StoreSettings.from_env(**store_options)
     logging.getLogger("jobflow").setLevel(logging.INFO)
     with open_database(settings) as uri:
         run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True)
         with ValidationStore(uri, settings.database) as store:
-            docs = store.query(hosts=[h for h, _ in hosts], relaxers=[relaxer])
+            docs = store.query(hosts=host_ids, relaxers=[relaxer])
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs
@@ -152,12 +167,13 @@ def report(docs: list[dict[str, Any]], json_out: str | None, plot: str | None) -
         print(f"step histogram: {plot}")
 
 
-def _store_args(args: argparse.Namespace) -> dict[str, Any]:
+def store_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The database options of a parsed command, as ``StoreSettings.from_env`` keywords."""
     return {"uri": args.db_uri, "database": args.database, "data_dir": args.data_dir}
 
 
 def _run(args: argparse.Namespace) -> None:
-    docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, _store_args(args), args.checkpoint,
+    docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, store_args(args), args.checkpoint,
                           args.device, not args.no_unrelaxed_start, args.fmax)
     report(docs, args.json_out, args.plot)
 
@@ -165,7 +181,7 @@ def _run(args: argparse.Namespace) -> None:
 def _results(args: argparse.Namespace) -> None:
     from workflows.store import StoreSettings, ValidationStore, open_database
 
-    settings = StoreSettings.from_env(**_store_args(args))
+    settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
         docs = store.query(hosts=args.host, relaxers=args.relaxer)
     if not docs:
@@ -175,5 +191,5 @@ def _results(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    docs = run_validation([DEMO_HOST], DEMO_SETTINGS, args.relaxer, _store_args(args))
+    docs = run_validation([DEMO_HOST], DEMO_SETTINGS, args.relaxer, store_args(args))
     report(docs, str(out / "results.json"), str(out / "steps.png"))
