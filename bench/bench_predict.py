@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import tempfile
 import time
 import warnings
 
@@ -67,11 +68,12 @@ def time_chgnet(cases: list) -> list[float]:
 
     maker = relax_maker("chgnet")
     seconds = []
-    for case in cases:
-        job = maker.make(case.structure)
-        started = time.perf_counter()
-        run_locally(job, log=False, ensure_success=True)
-        seconds.append(time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as work_dir:
+        for case in cases:
+            job = maker.make(case.structure)
+            started = time.perf_counter()
+            run_locally(job, log=False, ensure_success=True, root_dir=work_dir, create_folders=True)
+            seconds.append(time.perf_counter() - started)
     return seconds
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,8 +145,10 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax)
     settings = StoreSettings.from_env(**store_options)
     logging.getLogger("jobflow").setLevel(logging.INFO)
-    with open_database(settings) as uri:
-        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True)
+    with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
+        # each job runs in its own folder; everything worth keeping goes to the database
+        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
+                    root_dir=work_dir, create_folders=True)
         with ValidationStore(uri, settings.database) as store:
             docs = store.query(hosts=host_ids, relaxers=[relaxer])
     if not docs:
