@@ -22,7 +22,7 @@ from workflows.documents import (
 )
 from workflows.enumeration import DefectCase
 from workflows.enumeration_settings import EnumerationSettings
-from workflows.relaxers import final_energy, final_structure, ionic_steps, relaxer_settings
+from workflows.relaxers import converged, final_energy, final_structure, ionic_steps, relaxer_settings
 
 
 @job
@@ -93,10 +93,8 @@ def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
     """Ionic steps, energy, convergence, wall time and final structure of a relaxation (None if it failed)."""
     if task_doc is None:
         return None
-    output = task_doc.output
-    converged = getattr(task_doc, "is_force_converged", None)
     return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=final_energy(task_doc),
-                             converged=converged, seconds=getattr(output, "elapsed_time", None),
+                             converged=converged(task_doc), seconds=getattr(task_doc.output, "elapsed_time", None),
                              structure=final_structure(task_doc))
 
 

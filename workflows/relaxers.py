@@ -100,6 +100,15 @@ def ionic_steps(task_doc: Any) -> int:
     return int(output.n_steps)
 
 
+def converged(task_doc: Any) -> bool | None:
+    """Whether the relaxation met its force criterion: atomate2's flag for force fields, the task state for VASP."""
+    flag = getattr(task_doc, "is_force_converged", None)
+    if flag is not None:
+        return bool(flag)
+    state = getattr(task_doc, "state", None)
+    return None if state is None else str(getattr(state, "value", state)) == "successful"
+
+
 def final_energy(task_doc: Any) -> float:
     """Total energy (eV) of the final structure."""
     return float(task_doc.output.energy)

@@ -25,7 +25,7 @@ from pymatgen.io.vasp import Incar, Kpoints, Oszicar, Outcar, Poscar, Vasprun
 
 from tests.workflows.vasp_outputs import IonicStep, fake_relaxation, write_reference_dir, write_vasp_outputs
 from workflows.hosts import mos2_monolayer
-from workflows.relaxers import final_energy, final_structure, ionic_steps, relax_maker, relaxer_settings
+from workflows.relaxers import converged, final_energy, final_structure, ionic_steps, relax_maker, relaxer_settings
 
 N_IONIC = 7
 JOB_NAME = "defect relax (vasp)"
@@ -147,7 +147,7 @@ def test_vasp_job_ionic_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, p
     doc = responses[job.uuid][1].output
 
     assert ionic_steps(doc) == N_IONIC
-    assert doc.state == "successful"
+    assert doc.state == "successful" and converged(doc) is True
     assert doc.task_label == JOB_NAME
     assert_same_structure(final_structure(doc), steps[-1].structure)
     assert final_energy(doc) == pytest.approx(steps[-1].energy, abs=1e-6)
