@@ -38,6 +38,7 @@ def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, m
         assert doc["same_minimum"] is not None and doc["max_final_displacement"] is not None
         assert doc["prediction_mae"] is not None and doc["unrelaxed_mae"] is not None
         assert doc["relaxer_settings"]["relax_cell"] is False
+        assert doc["converged_from_prediction"] is True and doc["converged_from_unrelaxed"] is True
         assert doc["num_atoms"] == (26 if doc["defect_name"] == "v_Cu" else 27)
     vacancy = next(d for d in docs if d["defect_name"] == "v_Cu")
     assert vacancy["steps_from_unrelaxed"] > 2  # neighbours of a vacancy in Cu do move under EMT
