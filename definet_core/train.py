@@ -37,6 +37,8 @@ class TrainConfig:
     grad_clip: float = 10.0
     lr_patience: int = 2
     lr_factor: float = 0.5
+    lr_threshold: float = 0.01
+    """An epoch improves on the best val MAE only by more than this fraction of it (plateau detection)."""
     min_lr: float = 1e-5
     early_stop_patience: int = 8
     seed: int = 0
@@ -119,13 +121,14 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience,
-        min_lr=train_config.min_lr)
+        threshold=train_config.lr_threshold, min_lr=train_config.min_lr)
     start_epoch, best, stale, best_epoch = 1, math.inf, 0, 0
     if saved is not None:
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
+        scheduler.threshold = train_config.lr_threshold  # settings come from the config, state from the file
         start_epoch, best, stale, best_epoch = saved["epoch"] + 1, saved["best"], saved["stale"], saved["best_epoch"]
         torch.set_rng_state(saved["torch_rng"])
         random.setstate(saved["python_rng"])
