@@ -81,26 +81,24 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from definet_core.io import read_structure
-    from definet_core.predict import Predictor, to_structure
+    from definet_core.markers import Marker
+    from definet_core.predict import Predictor
 
     predictor = Predictor(args.checkpoint, args.device, args.batch_size)
     host = read_structure(args.host)
     structures = [read_structure(p) for p in args.structures]
     matrix = np.diag(args.supercell) if args.supercell else None
     started = time.perf_counter()
-    graphs = [predictor.graph(s, host, matrix, p) for s, p in zip(structures, args.structures, strict=True)]
-    positions = predictor.predict_graphs(graphs)
+    results = predictor.predict_with_graphs(structures, host, matrix, args.structures)
     seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    for path, structure, graph, pos in zip(args.structures, structures, graphs, positions, strict=True):
-        predicted = to_structure(structure, graph, pos)
+    for path, structure, (predicted, graph) in zip(args.structures, structures, results, strict=True):
         target = out / f"{Path(path).stem}_predicted.cif"
         predicted.to(filename=str(target))
         shift = np.linalg.norm(predicted.cart_coords - structure.cart_coords, axis=1)
-        counts = {m: int((graph.marker == code).sum()) for code, m in enumerate(
-            ("pristine", "substitution", "vacancy", "interstitial"))}
+        counts = {m.name.lower(): int((graph.marker == m).sum()) for m in Marker}
         entries.append({"input": str(path), "output": str(target), "formula": structure.composition.formula,
                         "num_atoms": len(structure), "markers": counts,
                         "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max())})

@@ -63,9 +63,10 @@ class Predictor:
             results.extend(positions.split(batch.ptr.diff().tolist()))
         return results
 
-    def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
-                supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:
-        """Predicted relaxed structures: same lattice, species and site order as each input.
+    def predict_with_graphs(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
+                            supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,
+                            progress: str | None = None) -> list[tuple[Structure, Data]]:
+        """(predicted structure, defect graph) per input; the graph tells the markers that were used.
 
         ``host`` is one host (unit cell or pristine supercell) for all structures or one per structure.
         """
@@ -74,7 +75,13 @@ class Predictor:
             raise DefiNetInputError(f"hosts: {len(hosts)} hosts given for {len(structures)} structures")
         names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
         graphs = [self.graph(s, h, supercell_matrix, n) for s, h, n in zip(structures, hosts, names, strict=True)]
-        return [to_structure(s, g, p) for s, g, p in zip(structures, graphs, self.predict_graphs(graphs), strict=True)]
+        positions = self.predict_graphs(graphs, progress)
+        return [(to_structure(s, g, p), g) for s, g, p in zip(structures, graphs, positions, strict=True)]
+
+    def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
+                supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:
+        """Predicted relaxed structures: same lattice, species and site order as each input."""
+        return [s for s, _ in self.predict_with_graphs(structures, host, supercell_matrix, names)]
 
 
 def checkpoint_id(checkpoint: str | Path | None) -> str:

@@ -11,7 +11,6 @@ import numpy as np
 from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response, job
 from pymatgen.core import Structure
 
-from workflows.categories import CPU_CATEGORY
 from workflows.documents import (
     SAME_MINIMUM_DISPLACEMENT_A,
     SAME_MINIMUM_ENERGY_EV,
@@ -43,16 +42,15 @@ class DefiNetPredictMaker(Maker):
     @job(output_schema=PredictionOutput)
     def make(self, cases: list[DefectCase]) -> PredictionOutput:
         """Predict every case; the pristine supercell each case carries makes its markers exact."""
-        from definet_core.predict import Predictor, to_structure
+        from definet_core.predict import Predictor
 
         predictor = Predictor(self.checkpoint, self.device, self.batch_size)
         started = time.perf_counter()
-        graphs = [predictor.graph(c.structure, c.pristine, np.eye(3, dtype=int), c.case_id) for c in cases]
-        positions = predictor.predict_graphs(graphs, progress="definet predict")
+        results = predictor.predict_with_graphs([c.structure for c in cases], [c.pristine for c in cases],
+                                                np.eye(3, dtype=int), [c.case_id for c in cases], "definet predict")
         seconds = time.perf_counter() - started
         predicted = []
-        for case, graph, pos in zip(cases, graphs, positions, strict=True):
-            structure = to_structure(case.structure, graph, pos)
+        for case, (structure, _) in zip(cases, results, strict=True):
             shift = np.linalg.norm(structure.cart_coords - case.structure.cart_coords, axis=1)
             predicted.append(PredictedCase(case_id=case.case_id, structure=structure,
                                            mean_displacement=float(shift.mean())))
@@ -84,8 +82,7 @@ def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, rela
             from_unrelaxed.append(None)
     record = record_validation(cases, prediction, from_prediction, from_unrelaxed, relaxer,
                                relaxer_settings(relaxer, relax_maker))
-    record.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True,
-                              manager_config={"_category": CPU_CATEGORY})
+    record.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True)  # category: inherited
     return Response(replace=Flow([*jobs, record], output=record.output, name="relax and record"))
 
 
@@ -98,18 +95,20 @@ def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
                              structure=final_structure(task_doc))
 
 
+def site_displacements(a: Structure, b: Structure) -> np.ndarray:
+    """Cartesian minimum-image vectors from each site of ``b`` to the same site of ``a`` (same lattice)."""
+    delta = a.frac_coords - b.frac_coords
+    return (delta - np.rint(delta)) @ a.lattice.matrix
+
+
 def component_mae(a: Structure, b: Structure) -> float:
     """Mean |dx|,|dy|,|dz| between two structures with the same sites, minimum image."""
-    delta = a.frac_coords - b.frac_coords
-    delta -= np.rint(delta)
-    return float(np.abs(delta @ a.lattice.matrix).mean())
+    return float(np.abs(site_displacements(a, b)).mean())
 
 
 def max_site_distance(a: Structure, b: Structure) -> float:
     """Largest minimum-image distance between corresponding sites (A)."""
-    delta = a.frac_coords - b.frac_coords
-    delta -= np.rint(delta)
-    return float(np.linalg.norm(delta @ a.lattice.matrix, axis=1).max())
+    return float(np.linalg.norm(site_displacements(a, b), axis=1).max())
 
 
 def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_case: float, checkpoint: str,
