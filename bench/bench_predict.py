@@ -1,12 +1,13 @@
 """Prediction throughput of DefiNet against CHGNet relaxation of the same defect supercells.
 
     python bench/bench_predict.py [--n 64] [--batch-sizes 1 8 32] [--chgnet 3] [--checkpoint CKPT]
+                                  [--data DIR --material high_density/MoS2] [--devices cuda]
 
 Structures: dense-defect 8x8 MoS2 monolayer supercells (the shipped model's domain, 180-190 atoms),
-generated with the project's enumeration. Prints graph construction time (timed apart from the
-network), structures/s and atoms/s per batch size and device, peak memory, and the wall time of
-CHGNet (atomate2 ForceFieldRelaxMaker, fixed cell, FIRE, fmax 0.05) on the first structures, with
-the ratio per structure. All figures come from this one process.
+generated with the project's enumeration, or read from a dataset (``--data``). Prints graph
+construction time (timed apart from the network), structures/s and atoms/s per batch size and
+device, peak memory, and the wall time of CHGNet (atomate2 ForceFieldRelaxMaker, fixed cell, FIRE,
+fmax 0.05) on the first structures, with the ratio per structure. All figures come from this one process.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import resource
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
+from pymatgen.core import Structure
 
 from definet_core.predict import Predictor
-from workflows.enumeration import dense_defects
-from workflows.hosts import resolve_host
 
 
 def peak_rss_mb() -> float:
@@ -31,11 +32,29 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def structures(n: int) -> list:
-    """``n`` dense-defect MoS2 8x8 cases, as in the DefiNet high-density data."""
+def structures(n: int) -> list[tuple[str, Structure, Structure, np.ndarray | None]]:
+    """``n`` dense-defect MoS2 8x8 cases, as in the DefiNet high-density data: (name, cell, host, matrix)."""
+    from workflows.enumeration import dense_defects
+    from workflows.hosts import resolve_host
+
     host_id, host = resolve_host("MoS2-1L")
-    return dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"S": 5, "Mo": 2},
-                         substitutions={"Mo": {"W": 4}, "S": {"Se": 2}}, seed=1)
+    cases = dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"S": 5, "Mo": 2},
+                          substitutions={"Mo": {"W": 4}, "S": {"Se": 2}}, seed=1)
+    return [(c.case_id, c.structure, c.pristine, np.eye(3, dtype=int)) for c in cases]
+
+
+def dataset_structures(root: str, material: str, n: int) -> list[tuple[str, Structure, Structure, np.ndarray | None]]:
+    """The first ``n`` unrelaxed train structures of ``material`` (e.g. ``high_density/MoS2``) below ``root``.
+
+    Needs only definet_core (no workflow stack), for GPU nodes that carry just the model's dependencies.
+    """
+    from definet_core.dataset import MaterialSet
+    from definet_core.io import read_structure
+
+    material_set = MaterialSet(Path(root) / material)
+    host = read_structure(material_set.unit_cell_path)
+    ids = material_set.split_ids("train")[:n]
+    return [(i, read_structure(material_set.pair_paths(i)[0]), host, None) for i in ids]
 
 
 def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats: int = 2) -> dict:
@@ -60,8 +79,8 @@ def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats:
             "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()}
 
 
-def time_chgnet(cases: list) -> list[float]:
-    """Seconds per CHGNet relaxation (fixed cell, fmax 0.05) of each case's unrelaxed structure."""
+def time_chgnet(cells: list[Structure]) -> list[float]:
+    """Seconds per CHGNet relaxation (fixed cell, fmax 0.05) of each unrelaxed structure."""
     from jobflow import run_locally
 
     from workflows.relaxers import relax_maker
@@ -69,8 +88,8 @@ def time_chgnet(cases: list) -> list[float]:
     maker = relax_maker("chgnet")
     seconds = []
     with tempfile.TemporaryDirectory() as work_dir:
-        for case in cases:
-            job = maker.make(case.structure)
+        for cell in cells:
+            job = maker.make(cell)
             started = time.perf_counter()
             run_locally(job, log=False, ensure_success=True, root_dir=work_dir, create_folders=True)
             seconds.append(time.perf_counter() - started)
@@ -84,18 +103,23 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--chgnet", type=int, default=3, help="structures to relax with CHGNet (0: skip)")
     parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--data", default=None,
+                        help="take the structures from this dataset root (--material) instead of enumerating them")
+    parser.add_argument("--material", default="high_density/MoS2")
+    parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    cases = structures(args.n)
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cases = dataset_structures(args.data, args.material, args.n) if args.data else structures(args.n)
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     predictor = Predictor(args.checkpoint, "cpu")
     started = time.perf_counter()
-    graphs = [predictor.graph(c.structure, c.pristine, np.eye(3, dtype=int), c.case_id) for c in cases]
+    graphs = [predictor.graph(cell, host, matrix, name) for name, cell, host, matrix in cases]
     graph_seconds = (time.perf_counter() - started) / len(cases)
     n_atoms = np.mean([g.num_nodes for g in graphs])
-    print(f"{len(cases)} MoS2 8x8 defect supercells, {n_atoms:.0f} nodes on average; "
+    source = f"{args.material} from {args.data}" if args.data else "MoS2 8x8 dense-defect"
+    print(f"{len(cases)} {source} supercells, {n_atoms:.0f} nodes on average; "
           f"model {predictor.checkpoint} ({predictor.model.num_parameters():,} parameters, "
           f"radius {predictor.config.radius} A, <= {predictor.config.max_neighbors} neighbours)")
     print(f"graph construction (markers + neighbour list): {1000 * graph_seconds:.1f} ms per structure")
@@ -108,9 +132,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['device']:<8}{r['batch_size']:>6}{r['structures_per_s']:>10.1f}{r['atoms_per_s']:>10.0f}"
               f"{1000 / r['structures_per_s']:>11.1f}{r['peak_memory_mb']:>9.0f}")
-    result = {"n": len(cases), "graph_ms_per_structure": 1000 * graph_seconds, "inference": rows}
+    result = {"n": len(cases), "checkpoint": predictor.checkpoint, "graph_ms_per_structure": 1000 * graph_seconds,
+              "inference": rows}
     if args.chgnet:
-        chgnet = time_chgnet(cases[: args.chgnet])
+        chgnet = time_chgnet([cell for _, cell, _, _ in cases[: args.chgnet]])
         best_cpu = max(r["structures_per_s"] for r in rows if r["device"] == "cpu")
         definet_s = 1 / best_cpu + graph_seconds
         print(f"CHGNet relaxation (fixed cell, fmax 0.05): {np.mean(chgnet):.1f} s per structure "

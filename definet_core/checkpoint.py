@@ -26,15 +26,23 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def save_checkpoint(path: str | Path, model: DefiNet, trained_elements: list[int],
-                    metadata: dict[str, Any] | None = None) -> None:
-    """Write weights, configuration, the elements seen in training and free-form metadata."""
+                    metadata: dict[str, Any] | None = None, half: bool = False) -> None:
+    """Write weights, configuration, the elements seen in training and free-form metadata.
+
+    ``half`` stores the trainable parameters in float16 (buffers stay float32); loading upcasts them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    parameters = {name for name, _ in model.named_parameters()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if k in parameters and v.is_floating_point() else v for k, v in state.items()}
     payload = {
         "format": FORMAT,
         "version": 1,
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "weights_dtype": "float16" if half else "float32",
         "trained_elements": sorted(int(z) for z in trained_elements),
         "metadata": metadata or {},
     }
@@ -61,6 +69,6 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     """Model in eval mode on ``device`` and its checkpoint payload (config, elements, metadata)."""
     payload = read_checkpoint(path)
     model = DefiNet(ModelConfig.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
     model.eval()
     return model.to(device), payload

@@ -12,6 +12,7 @@ import numpy as np
 
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
+from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, TrainConfig
 
 
 def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -24,11 +25,30 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     for item in fields(ModelConfig):
         train.add_argument(f"--{item.name.replace('_', '-')}", type=type(getattr(defaults, item.name)),
                            default=getattr(defaults, item.name), help=f"model: {item.name} (default %(default)s)")
+    train.add_argument("--hidden-candidates", type=int, nargs="+", default=None, metavar="H",
+                       help="time a few steps of each hidden size and train the largest that reaches "
+                            "--min-epochs within --time-budget (overrides --hidden)")
+    train.add_argument("--min-epochs", type=float, default=30, help="epochs a candidate size must reach in the budget")
     train.add_argument("--epochs", type=int, default=100)
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--min-lr", type=float, default=1e-5)
+    train.add_argument("--schedule", choices=SCHEDULES, default="plateau",
+                       help="plateau: halve on a val plateau; cosine: warm-up, then cosine over the epochs or budget")
+    train.add_argument("--warmup-steps", type=int, default=0)
     train.add_argument("--weight-decay", type=float, default=1e-6)
+    train.add_argument("--amsgrad", action="store_true")
+    train.add_argument("--grad-clip", type=float, default=10.0)
     train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--loss-balance", choices=LOSS_BALANCES, default="none",
+                       help="material: weight structures by 1 / their material's mean DFT displacement")
+    train.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="bf16 autocast on CUDA (auto: where supported); the CPU trains in fp32")
+    train.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                       help="stop cleanly (validation, checkpoints) after this many minutes of training")
+    train.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MINUTES",
+                       help="write the resumable state at least this often inside an epoch")
+    train.add_argument("--half-checkpoint", action="store_true", help="store the best weights in float16")
     train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
@@ -56,14 +76,44 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from definet_core.train import TrainConfig, train
+    from definet_core.train import train
 
     model_config = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig)})
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                               weight_decay=args.weight_decay, ema_decay=args.ema_decay,
-                               early_stop_patience=args.patience, seed=args.seed, device=args.device)
-    summary = train(args.data, args.out, model_config, train_config, resume=args.resume)
+    train_config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
+        warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, amsgrad=args.amsgrad,
+        grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
+        precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
+        half_checkpoint=args.half_checkpoint, early_stop_patience=args.patience, seed=args.seed, device=args.device)
+    sets = None
+    if args.hidden_candidates and not args.resume:
+        model_config, train_config, sets = _choose_size(args, model_config, train_config)
+    summary = train(args.data, args.out, model_config, train_config, resume=args.resume, sets=sets)
     print(json.dumps(summary, indent=2))
+
+
+def _choose_size(args: argparse.Namespace, model_config: ModelConfig, train_config: TrainConfig):
+    """Time the candidate sizes on the loaded train set; the chosen config, precision and the loaded sets."""
+    from dataclasses import replace
+
+    from definet_core.checkpoint import resolve_device
+    from definet_core.sizing import choose_model_size
+    from definet_core.train import load_training_sets, resolve_precision
+
+    if not args.time_budget:
+        raise DefiNetInputError("--hidden-candidates: needs --time-budget to size the model against")
+    sets = load_training_sets(args.data, model_config, None, True)
+    device = resolve_device(args.device)
+    precisions = sorted({"fp32", resolve_precision(args.precision, device)})
+    graphs = [g for graphs in sets[0].values() for g in graphs]
+    model_config, precision, timings = choose_model_size(
+        model_config, args.hidden_candidates, graphs, args.batch_size, device, precisions, args.time_budget,
+        args.min_epochs)
+    for timing in timings:
+        print(json.dumps({"sizing": timing.as_dict()}))
+    print(f"chosen: hidden {model_config.hidden}, {precision}")
+    extra = {**train_config.extra, "sizing": [t.as_dict() for t in timings]}
+    return model_config, replace(train_config, precision=precision, extra=extra), sets
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -142,7 +142,7 @@ def load_split(material: MaterialSet, split: str, radius: float, max_neighbors: 
     if cache_file.is_file():
         return torch.load(cache_file, weights_only=False)
     jobs = [(str(material.root), i, radius, max_neighbors) for i in ids]
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or os.cpu_count() or 1
     desc = f"{material.root.parent.name}/{material.name} {split}"
     with ProcessPoolExecutor(max_workers=workers) as pool:
         graphs = [_from_arrays(values) for values in tqdm(pool.map(_load_pair_job, jobs, chunksize=16),

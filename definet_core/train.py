@@ -1,4 +1,11 @@
-"""Training: AdamW, EMA weights, plateau schedule, gradient clipping, early stopping, resumable."""
+"""Training: AdamW, EMA weights, plateau or warm-up + cosine schedule, clipping, early stopping, resumable.
+
+Runs on the CPU or a GPU. On a GPU the whole training set is moved to the device once, matrix work
+can run under bf16 autocast, and a wall-clock budget (``time_budget_min``) stops the run cleanly
+after a final validation. The best EMA weights are written whenever validation improves, and the
+resumable state at every epoch end and every ``checkpoint_every_min`` minutes inside an epoch, so a
+killed run keeps its best model and resumes close to where it stopped.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +27,13 @@ from tqdm import tqdm
 
 from definet_core.checkpoint import resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
-from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
 from definet_core.model import DefiNet
+
+SCHEDULES = ("plateau", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+LOSS_BALANCES = ("none", "material")
 
 
 @dataclass
@@ -33,28 +44,89 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     weight_decay: float = 1e-6
+    amsgrad: bool = False
     ema_decay: float = 0.999
     grad_clip: float = 10.0
+    schedule: str = "plateau"
+    """``plateau``: halve on a val plateau; ``cosine``: linear warm-up, then cosine decay to ``min_lr``."""
+    warmup_steps: int = 0
     lr_patience: int = 2
     lr_factor: float = 0.5
     lr_threshold: float = 0.01
     """An epoch improves on the best val MAE only by more than this fraction of it (plateau detection)."""
     min_lr: float = 1e-5
     early_stop_patience: int = 8
+    loss_balance: str = "none"
+    """``material``: weight each structure by 1 / its material's mean DFT displacement (see ``material_weights``)."""
+    precision: str = "auto"
+    """``bf16`` autocast on CUDA; ``auto`` = bf16 where CUDA supports it, else fp32. The CPU always runs fp32."""
+    time_budget_min: float | None = None
+    """Stop cleanly (final validation, checkpoints) once this many minutes of training have passed."""
+    checkpoint_every_min: float = 5.0
+    half_checkpoint: bool = False
+    """Write the best EMA weights in float16 (half the file; predictions within 1e-3 A, tested)."""
     seed: int = 0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("schedule", self.schedule, SCHEDULES), ("precision", self.precision, PRECISIONS),
+                                     ("loss_balance", self.loss_balance, LOSS_BALANCES)):
+            if value not in allowed:
+                raise DefiNetInputError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(allowed)}")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: bf16 only on a CUDA device that supports it (the CPU falls back to fp32)."""
+    if device.type != "cuda":
+        if precision == "bf16":
+            warnings.warn("bf16 autocast is used on CUDA only; training on the CPU in fp32", stacklevel=2)
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """Autocast context for one forward pass (disabled for fp32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
 
 def position_loss(predicted: torch.Tensor, batch: Data) -> torch.Tensor:
-    """Mean per-atom distance to the DFT positions over non-vacancy nodes."""
+    """Mean per-atom distance to the DFT positions over non-vacancy nodes.
+
+    With a per-graph ``loss_weight`` on the batch, each atom's distance is weighted by its graph's weight
+    (a weighted mean, equal to the plain mean when every weight is 1).
+    """
     atoms = batch.marker != Marker.VACANCY
-    return torch.sqrt(((predicted[atoms] - batch.y[atoms]) ** 2).sum(dim=-1) + 1e-12).mean()
+    distance = torch.sqrt(((predicted.float()[atoms] - batch.y[atoms]) ** 2).sum(dim=-1) + 1e-12)
+    weight = getattr(batch, "loss_weight", None)
+    if weight is None:
+        return distance.mean()
+    atom_weight = weight[batch.batch[atoms]]
+    return (atom_weight * distance).sum() / atom_weight.sum()
+
+
+def material_weights(sets: dict[str, list[Data]]) -> dict[str, float]:
+    """Loss weight per material: 1 / (mean DFT displacement of its atoms), normalised to mean 1 over structures.
+
+    A plain mean is dominated by the materials that move most (BP moves ~15x more than low-density
+    MoS2); with these weights every material's loss is measured relative to its own dummy error,
+    which is what the val ratio (MAE / dummy MAE) scores.
+    """
+    scales = {}
+    for key, graphs in sets.items():
+        per_structure = [float(torch.linalg.norm(g.y - g.pos, dim=-1)[g.marker != Marker.VACANCY].mean())
+                         for g in graphs]
+        scales[key] = max(float(np.mean(per_structure)), 1e-4)
+    counts = {key: len(graphs) for key, graphs in sets.items()}
+    inverse_mean = sum(counts[k] / scales[k] for k in sets) / sum(counts.values())
+    return {key: 1.0 / (scales[key] * inverse_mean) for key in sets}
 
 
 @torch.no_grad()
 def validation_mae(model: torch.nn.Module, graphs: list[Data], device: torch.device, batch_size: int) -> float:
-    """Paper MAE (mean |dx|,|dy|,|dz| over real atoms, averaged over structures)."""
+    """Paper MAE (mean |dx|,|dy|,|dz| over real atoms, averaged over structures), always in fp32."""
     model.eval()
     per_structure = []
     for batch in DataLoader(graphs, batch_size=batch_size):
@@ -75,6 +147,14 @@ def ema_with_warmup(decay: float):
     return average
 
 
+def cosine_lr(config: TrainConfig, step: int, progress: float) -> float:
+    """Learning rate after ``step`` optimiser steps at training ``progress`` in [0, 1]: warm-up, then cosine."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(max(progress, 0.0), 1.0)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
 def state_path(out: Path) -> Path:
     """Where the resumable training state of checkpoint ``out`` lives."""
     return out.with_name(out.stem + ".last.pt")
@@ -91,13 +171,86 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def load_training_sets(data_roots: list[str | Path], model_config: ModelConfig, cache_dir: Path | None,
+                       progress: bool) -> tuple[dict[str, list[Data]], dict[str, list[Data]]]:
+    """(train sets, val sets) keyed by material, graphs built with the model's graph settings."""
+    from definet_core.dataset import load_dataset
+
+    train_sets = load_dataset(data_roots, "train", model_config.radius, model_config.max_neighbors, cache_dir, progress)
+    val_sets = load_dataset(data_roots, "val", model_config.radius, model_config.max_neighbors, cache_dir, progress)
+    return train_sets, val_sets
+
+
+def prepare_graphs(train_sets: dict[str, list[Data]], config: TrainConfig, device: torch.device) -> list[Data]:
+    """Train graphs with their loss weights, moved to ``device`` once (the whole set stays there)."""
+    weights = material_weights(train_sets) if config.loss_balance == "material" else None
+    graphs = []
+    for key, material_graphs in train_sets.items():
+        for graph in material_graphs:
+            graph = graph.clone()
+            if weights is not None:
+                graph.loss_weight = torch.tensor([weights[key]])
+            graphs.append(graph.to(device))
+    return graphs
+
+
+class _Run:
+    """Mutable state of one training run: model, EMA, optimiser, schedule and counters."""
+
+    def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device) -> None:
+        self.config = config
+        self.model = DefiNet(model_config).to(device)
+        self.ema = AveragedModel(self.model, avg_fn=ema_with_warmup(config.ema_decay))
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           amsgrad=config.amsgrad)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,
+            threshold=config.lr_threshold, min_lr=config.min_lr)
+        self.epoch, self.batches_done, self.step, self.elapsed = 1, 0, 0, 0.0
+        self.best, self.stale, self.best_epoch = math.inf, 0, 0
+
+    def load(self, saved: dict[str, Any]) -> None:
+        """Restore from a saved state (settings come from the config, counters and weights from the file)."""
+        self.model.load_state_dict(saved["model"])
+        self.ema.load_state_dict(saved["ema"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.plateau.load_state_dict(saved["scheduler"])
+        self.plateau.threshold = self.config.lr_threshold
+        self.best, self.stale, self.best_epoch = saved["best"], saved["stale"], saved["best_epoch"]
+        self.batches_done = saved.get("batches_done", 0)
+        self.epoch = saved["epoch"] + (0 if self.batches_done else 1)
+        self.step, self.elapsed = saved.get("step", 0), saved.get("elapsed", 0.0)
+        torch.set_rng_state(saved["torch_rng"])
+        random.setstate(saved["python_rng"])
+
+    def save(self, path: Path, model_config: ModelConfig) -> None:
+        """Write the resumable state atomically (``epoch`` is the last started one if ``batches_done``)."""
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "scheduler": self.plateau.state_dict(),
+                    "epoch": self.epoch if self.batches_done else self.epoch - 1, "batches_done": self.batches_done,
+                    "step": self.step, "elapsed": self.elapsed, "best": self.best, "stale": self.stale,
+                    "best_epoch": self.best_epoch, "model_config": model_config.to_dict(),
+                    "train_config": asdict(self.config), "torch_rng": torch.get_rng_state(),
+                    "python_rng": random.getstate()}, tmp)
+        tmp.replace(path)
+
+    def progress(self, steps_per_epoch: int) -> float:
+        """Fraction of the run done: by steps over all epochs, or by time when a budget is set (whichever is more)."""
+        by_steps = self.step / max(1, self.config.epochs * steps_per_epoch)
+        budget = self.config.time_budget_min
+        return max(by_steps, self.elapsed / (60.0 * budget)) if budget else by_steps
+
+
 def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConfig, train_config: TrainConfig,
-          resume: bool = False, cache_dir: Path | None = None, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, cache_dir: Path | None = None, progress: bool = True,
+          sets: tuple[dict[str, list[Data]], dict[str, list[Data]]] | None = None) -> dict[str, Any]:
     """Train DefiNet on the train splits below ``data_roots``, early-stopping on their val splits.
 
     ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume`` (which keeps
-    the saved model and optimiser settings and takes only ``epochs`` from ``train_config``);
-    ``<out>.log.jsonl`` one line per epoch. Returns the final summary (best epoch and val MAE).
+    the saved model and optimiser settings and takes only ``epochs`` and ``time_budget_min`` from
+    ``train_config``); ``<out>.log.jsonl`` one line per epoch. ``sets`` passes (train, val) graphs
+    already loaded with the model's graph settings. Returns the summary (best epoch, val MAE, why it stopped).
     """
     out = Path(out)
     state_file = state_path(out)
@@ -107,77 +260,102 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     saved = torch.load(state_file, map_location="cpu", weights_only=False) if resume and state_file.exists() else None
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
-        train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs})
+        train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs,
+                                      "time_budget_min": train_config.time_budget_min})
     device = resolve_device(train_config.device)
+    precision = resolve_precision(train_config.precision, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     _seed_everything(train_config.seed)
 
-    train_sets = load_dataset(data_roots, "train", model_config.radius, model_config.max_neighbors, cache_dir, progress)
-    val_sets = load_dataset(data_roots, "val", model_config.radius, model_config.max_neighbors, cache_dir, progress)
-    train_graphs = [g for graphs in train_sets.values() for g in graphs]
+    train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress)
+    train_graphs = prepare_graphs(train_sets, train_config, device)
+    val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
     elements = sorted({int(z) for g in train_graphs for z in g.z.unique()})
 
-    model = DefiNet(model_config).to(device)
-    ema = AveragedModel(model, avg_fn=ema_with_warmup(train_config.ema_decay))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=train_config.lr_factor, patience=train_config.lr_patience,
-        threshold=train_config.lr_threshold, min_lr=train_config.min_lr)
-    start_epoch, best, stale, best_epoch = 1, math.inf, 0, 0
+    run = _Run(model_config, train_config, device)
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        ema.load_state_dict(saved["ema"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scheduler.threshold = train_config.lr_threshold  # settings come from the config, state from the file
-        start_epoch, best, stale, best_epoch = saved["epoch"] + 1, saved["best"], saved["stale"], saved["best_epoch"]
-        torch.set_rng_state(saved["torch_rng"])
-        random.setstate(saved["python_rng"])
+        run.load(saved)
+        run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
     elif log_path(out).exists():
         log_path(out).unlink()
+    steps_per_epoch = math.ceil(len(train_graphs) / train_config.batch_size)
+    stop_reason = "epochs"
+    last_save = time.time()
 
-    for epoch in range(start_epoch, train_config.epochs + 1):
-        if stale >= train_config.early_stop_patience:
+    while run.epoch <= train_config.epochs:
+        if run.stale >= train_config.early_stop_patience:
+            stop_reason = "early stopping"
             break
-        started = time.time()
-        model.train()
-        generator = torch.Generator().manual_seed(train_config.seed * 100003 + epoch)
+        started, started_steps = time.time(), run.step
+        run.model.train()
+        generator = torch.Generator().manual_seed(train_config.seed * 100003 + run.epoch)
         loader = DataLoader(train_graphs, batch_size=train_config.batch_size, shuffle=True, generator=generator)
-        losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for batch in bar:
-            batch = batch.to(device)
-            loss = position_loss(model(batch), batch)
-            optimizer.zero_grad(set_to_none=True)
+        losses: list[float] = []
+        bar = tqdm(loader, desc=f"epoch {run.epoch}", disable=not progress, leave=False, total=steps_per_epoch)
+        tick = time.time()
+        for index, batch in enumerate(bar):
+            if index < run.batches_done:  # resuming inside an epoch: the shuffle is seeded, skip what was done
+                continue
+            if train_config.schedule == "cosine":
+                for group in run.optimizer.param_groups:
+                    group["lr"] = cosine_lr(train_config, run.step, run.progress(steps_per_epoch))
+            with autocast(device, precision):
+                predicted = run.model(batch)
+            loss = position_loss(predicted, batch)
+            run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            ema.update_parameters(model)
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), train_config.grad_clip)
+            run.optimizer.step()
+            run.ema.update_parameters(run.model)
             losses.append(loss.item())
+            run.step, run.batches_done = run.step + 1, index + 1
+            now = time.time()
+            run.elapsed, tick = run.elapsed + now - tick, now
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        val = {key: validation_mae(ema.module, graphs, device, 2 * train_config.batch_size)
-               for key, graphs in val_sets.items()}
+            if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
+                stop_reason = "time budget"
+                break
+            if now - last_save >= 60.0 * train_config.checkpoint_every_min:
+                run.save(state_file, model_config)
+                last_save = now
+        seconds = time.time() - started
+        val = {key: validation_mae(run.ema.module, graphs, device, 2 * train_config.batch_size)
+               for key, graphs in val_graphs.items()}
         val_mean = float(np.mean(list(val.values())))
-        scheduler.step(val_mean)
-        if val_mean < best:
-            best, stale, best_epoch = val_mean, 0, epoch
-            save_checkpoint(out, ema.module, elements, {
-                "epoch": epoch, "val_mae": val, "data": [str(Path(r)) for r in data_roots],
-                "train_config": asdict(train_config), "train_structures": len(train_graphs)})
+        if train_config.schedule == "plateau":
+            run.plateau.step(val_mean)
+        if val_mean < run.best:
+            run.best, run.stale, run.best_epoch = val_mean, 0, run.epoch
+            save_checkpoint(out, run.ema.module, elements, {
+                "epoch": run.epoch, "step": run.step, "val_mae": val, "data": [str(Path(r)) for r in data_roots],
+                "train_config": asdict(train_config), "train_structures": len(train_graphs),
+                "device": _device_name(device), "precision": precision}, half=train_config.half_checkpoint)
         else:
-            stale += 1
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_mae": val, "val_mae_mean": val_mean,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 1),
-                  "best_epoch": best_epoch}
+            run.stale += 1
+        steps = run.step - started_steps
+        record = {"epoch": run.epoch, "step": run.step, "train_loss": float(np.mean(losses)) if losses else None,
+                  "val_mae": val, "val_mae_mean": val_mean, "lr": run.optimizer.param_groups[0]["lr"],
+                  "seconds": round(seconds, 1), "elapsed_s": round(run.elapsed, 1), "best_epoch": run.best_epoch,
+                  "device": _device_name(device), "precision": precision,
+                  "steps_per_s": round(steps / max(seconds, 1e-9), 2),
+                  "structures_per_s": round(steps * train_config.batch_size / max(seconds, 1e-9), 1)}
         with log_path(out).open("a") as handle:
             handle.write(json.dumps(record) + "\n")
         if progress:
-            tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f}  val MAE {val_mean:.4f}  "
-                       f"lr {record['lr']:.2e}  ({record['seconds']:.0f} s)")
-        tmp = state_file.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "epoch": epoch, "best": best, "stale": stale,
-                    "best_epoch": best_epoch, "model_config": model_config.to_dict(),
-                    "train_config": asdict(train_config), "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate()}, tmp)
-        tmp.replace(state_file)
-    return {"best_epoch": best_epoch, "best_val_mae": best, "checkpoint": str(out)}
+            tqdm.write(f"epoch {run.epoch}: train loss {record['train_loss'] or float('nan'):.4f}  "
+                       f"val MAE {val_mean:.4f}  lr {record['lr']:.2e}  ({seconds:.0f} s, "
+                       f"{record['structures_per_s']:.0f} structures/s)")
+        run.epoch, run.batches_done = run.epoch + 1, 0
+        run.save(state_file, model_config)
+        last_save = time.time()
+        if stop_reason == "time budget":
+            break
+    return {"best_epoch": run.best_epoch, "best_val_mae": run.best, "checkpoint": str(out),
+            "steps": run.step, "stopped_by": stop_reason}
+
+
+def _device_name(device: torch.device) -> str:
+    """``cpu`` or the CUDA device's product name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# One whole GPU training run inside one call of at most ~9 minutes (README: "Training on a GPU").
+#
+#   bash training/gpu_run.sh [DATA_TARBALL] [OUT_DIR] [TOTAL_MINUTES]
+#
+# Unpacks the compressed dataset, builds graphs with every core, times hidden 128/192/256 (fp32 and
+# bf16) and trains the largest that reaches 30 epochs in what is left of TOTAL_MINUTES, evaluates
+# the val splits, and times prediction on CUDA for the shipped and the new model. OUT_DIR receives
+# the best checkpoint (float16 weights), its log, the val JSON, the benchmark JSONs and the console
+# log; the checkpoint and log are copied there every 20 s, so a run cut short still leaves its best.
+# Wheels in .whl/ (pymatgen and the packages it needs) are installed first when pymatgen is missing.
+set -uo pipefail
+DATA_TAR=${1:-.devdata/definet_2d.tar.xz}
+OUT=${2:-gpu-run}
+TOTAL_MIN=${3:-9}
+DEVICE=${DEVICE:-cuda}
+PY=${PYTHON:-python3}
+HIDDEN=${HIDDEN:-128 192 256}
+start=$(date +%s)
+WORK=$(mktemp -d /tmp/definet-gpu.XXXX)
+mkdir -p "$OUT" "$WORK/run"
+exec > >(tee "$OUT/console.log") 2>&1
+export PYTHONUNBUFFERED=1 DEFINET_CACHE="$WORK/cache"
+if ! "$PY" -c "import pymatgen.core" 2>/dev/null && [ -d .whl ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl
+  export PYTHONPATH="$WORK/site"
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
+"$PY" -c "import torch, torch_geometric, pymatgen.core; print('torch', torch.__version__, 'pyg', torch_geometric.__version__)"
+tar -xJf "$DATA_TAR" -C "$WORK" && DATA="$WORK/$(tar -tJf "$DATA_TAR" | head -1 | cut -d/ -f1)"
+echo "data in $DATA after $(( $(date +%s) - start )) s"
+
+CKPT="$WORK/run/definet_2d_gpu.pt"
+( while sleep 20; do cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/" 2>/dev/null; done ) &
+copier=$!
+# reserve: graph building and sizing before the budget starts, final validation and benchmarks after it
+budget=$("$PY" -c "print(round(max(0.3, $TOTAL_MIN - ($(date +%s) - $start) / 60 - ${RESERVE_MIN:-3.2}), 2))")
+echo "training budget: $budget min"
+# shellcheck disable=SC2086
+"$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" \
+  --radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30 \
+  --batch-size 16 --lr 5e-4 --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
+  --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint
+kill "$copier" 2>/dev/null
+cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/"
+echo "trained after $(( $(date +%s) - start )) s"
+"$PY" -m definet_core evaluate --data "$DATA" --split val --checkpoint "$CKPT" --device "$DEVICE" \
+  --json "$OUT/val_gpu.json"
+for model in shipped gpu; do
+  ckpt_arg=(); [ "$model" = gpu ] && ckpt_arg=(--checkpoint "$CKPT")
+  "$PY" bench/bench_predict.py --data "$DATA" --n 64 --batch-sizes 1 8 64 --devices "$DEVICE" --chgnet 0 \
+    "${ckpt_arg[@]}" --json "$OUT/bench_${model}_$DEVICE.json"
+done
+echo "done after $(( $(date +%s) - start )) s"
