@@ -65,10 +65,15 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     return payload
 
 
+def float32_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights in float32 (half-precision checkpoints are upcast)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+
+
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[DefiNet, dict[str, Any]]:
     """Model in eval mode on ``device`` and its checkpoint payload (config, elements, metadata)."""
     payload = read_checkpoint(path)
     model = DefiNet(ModelConfig.from_dict(payload["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    model.load_state_dict(float32_state(payload))
     model.eval()
     return model.to(device), payload

@@ -48,6 +48,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="stop cleanly (validation, checkpoints) after this many minutes of training")
     train.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MINUTES",
                        help="write the resumable state at least this often inside an epoch")
+    train.add_argument("--position-noise", type=float, default=0.0, metavar="A",
+                       help="Gaussian noise (A) added to training input positions (a regulariser)")
+    train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
     train.add_argument("--half-checkpoint", action="store_true", help="store the best weights in float16")
     train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     train.add_argument("--seed", type=int, default=0)
@@ -84,11 +87,12 @@ def _train(args: argparse.Namespace) -> None:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, amsgrad=args.amsgrad,
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
         precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
-        half_checkpoint=args.half_checkpoint, early_stop_patience=args.patience, seed=args.seed, device=args.device)
+        position_noise=args.position_noise, half_checkpoint=args.half_checkpoint,
+        early_stop_patience=args.patience, seed=args.seed, device=args.device)
     sets = None
     if args.hidden_candidates and not args.resume:
         model_config, train_config, sets = _choose_size(args, model_config, train_config)
-    summary = train(args.data, args.out, model_config, train_config, resume=args.resume, sets=sets)
+    summary = train(args.data, args.out, model_config, train_config, resume=args.resume, sets=sets, init=args.init)
     print(json.dumps(summary, indent=2))
 
 

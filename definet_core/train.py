@@ -25,7 +25,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
-from definet_core.checkpoint import resolve_device, save_checkpoint
+from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
@@ -63,6 +63,8 @@ class TrainConfig:
     time_budget_min: float | None = None
     """Stop cleanly (final validation, checkpoints) once this many minutes of training have passed."""
     checkpoint_every_min: float = 5.0
+    position_noise: float = 0.0
+    """Standard deviation (A) of Gaussian noise added to the input positions of each training batch (targets kept)."""
     half_checkpoint: bool = False
     """Write the best EMA weights in float16 (half the file; predictions within 1e-3 A, tested)."""
     seed: int = 0
@@ -244,13 +246,16 @@ class _Run:
 
 def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConfig, train_config: TrainConfig,
           resume: bool = False, cache_dir: Path | None = None, progress: bool = True,
-          sets: tuple[dict[str, list[Data]], dict[str, list[Data]]] | None = None) -> dict[str, Any]:
+          sets: tuple[dict[str, list[Data]], dict[str, list[Data]]] | None = None,
+          init: str | Path | None = None) -> dict[str, Any]:
     """Train DefiNet on the train splits below ``data_roots``, early-stopping on their val splits.
 
     ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume`` (which keeps
     the saved model and optimiser settings and takes only ``epochs`` and ``time_budget_min`` from
     ``train_config``); ``<out>.log.jsonl`` one line per epoch. ``sets`` passes (train, val) graphs
-    already loaded with the model's graph settings. Returns the summary (best epoch, val MAE, why it stopped).
+    already loaded with the model's graph settings. ``init`` starts a new run from a checkpoint's
+    weights (fine-tuning; its model and graph settings replace ``model_config``). Returns the summary
+    (best epoch, val MAE, why it stopped).
     """
     out = Path(out)
     state_file = state_path(out)
@@ -262,6 +267,10 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         model_config = ModelConfig.from_dict(saved["model_config"])
         train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs,
                                       "time_budget_min": train_config.time_budget_min})
+    initial = None
+    if init is not None and saved is None:
+        initial = read_checkpoint(init)
+        model_config = ModelConfig.from_dict(initial["config"])
     device = resolve_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
     if device.type == "cuda":
@@ -275,6 +284,9 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     elements = sorted({int(z) for g in train_graphs for z in g.z.unique()})
 
     run = _Run(model_config, train_config, device)
+    if initial is not None:
+        run.model.load_state_dict(float32_state(initial))
+        run.ema = AveragedModel(run.model, avg_fn=ema_with_warmup(train_config.ema_decay))
     if saved is not None:
         run.load(saved)
         run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
@@ -301,6 +313,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             if train_config.schedule == "cosine":
                 for group in run.optimizer.param_groups:
                     group["lr"] = cosine_lr(train_config, run.step, run.progress(steps_per_epoch))
+            if train_config.position_noise > 0:
+                batch.pos = batch.pos + train_config.position_noise * torch.randn_like(batch.pos)
             with autocast(device, precision):
                 predicted = run.model(batch)
             loss = position_loss(predicted, batch)
@@ -331,7 +345,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             save_checkpoint(out, run.ema.module, elements, {
                 "epoch": run.epoch, "step": run.step, "val_mae": val, "data": [str(Path(r)) for r in data_roots],
                 "train_config": asdict(train_config), "train_structures": len(train_graphs),
-                "device": _device_name(device), "precision": precision}, half=train_config.half_checkpoint)
+                "device": _device_name(device), "precision": precision,
+                "init": str(init) if init is not None else None}, half=train_config.half_checkpoint)
         else:
             run.stale += 1
         steps = run.step - started_steps

@@ -1,0 +1,143 @@
+"""The GPU-oriented training features: time budget, precision fallback, half checkpoints, loss balance, sizing."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from definet_core.checkpoint import SHIPPED_CHECKPOINT, load_model, read_checkpoint, save_checkpoint
+from definet_core.dataset import load_dataset
+from definet_core.sizing import choose_model_size
+from definet_core.train import (
+    TrainConfig,
+    log_path,
+    material_weights,
+    position_loss,
+    prepare_graphs,
+    resolve_precision,
+    state_path,
+    train,
+)
+from tests.conftest import TINY_CONFIG, write_dataset
+
+FAST = dict(batch_size=4, lr=5e-3, device="cpu", early_stop_patience=100)
+
+
+def test_time_budget_stops_cleanly_and_leaves_a_loadable_best_checkpoint(dataset_root, cache_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    summary = train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=1000, time_budget_min=0.002, **FAST),
+                    progress=False)
+    assert summary["stopped_by"] == "time budget"
+    assert summary["steps"] < 1000 * 3
+    _, payload = load_model(out)
+    assert payload["metadata"]["epoch"] == summary["best_epoch"]
+    saved = torch.load(state_path(out), weights_only=False)
+    assert saved["step"] == summary["steps"] and saved["batches_done"] == 0
+    record = json.loads(log_path(out).read_text().splitlines()[-1])
+    assert record["device"] == "cpu" and record["structures_per_s"] > 0 and record["steps_per_s"] > 0
+
+
+def test_bf16_falls_back_to_fp32_on_the_cpu(dataset_root, cache_dir, tmp_path):
+    with pytest.warns(UserWarning, match="CUDA only"):
+        assert resolve_precision("bf16", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train([dataset_root], tmp_path / "m.pt", TINY_CONFIG, TrainConfig(epochs=1, precision="bf16", **FAST),
+              progress=False)
+    assert json.loads(log_path(tmp_path / "m.pt").read_text())["precision"] == "fp32"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_with_bf16_autocast(dataset_root, cache_dir, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=4, lr=5e-3, device="cuda", precision="bf16")
+    summary = train([dataset_root], tmp_path / "m.pt", TINY_CONFIG, config, progress=False)
+    record = json.loads(log_path(tmp_path / "m.pt").read_text().splitlines()[-1])
+    assert record["precision"] == "bf16" and summary["best_epoch"] >= 1
+
+
+def test_half_checkpoint_predicts_within_1e3_angstrom_of_its_float32_source(dataset_root, cache_dir, tmp_path):
+    model, payload = load_model(SHIPPED_CHECKPOINT)
+    half = tmp_path / "half.pt"
+    save_checkpoint(half, model, payload["trained_elements"], payload["metadata"], half=True)
+    assert half.stat().st_size < 0.6 * SHIPPED_CHECKPOINT.stat().st_size
+    assert read_checkpoint(half)["weights_dtype"] == "float16"
+    again, _ = load_model(half)
+    config = model.config
+    graphs = load_dataset([dataset_root], "val", config.radius, config.max_neighbors, progress=False)["MoS2"]
+    batch = Batch.from_data_list(graphs)
+    with torch.no_grad():
+        difference = (model(batch) - again(batch)).norm(dim=-1).max()
+    assert 0 < difference < 1e-3
+
+
+def test_material_balance_weighs_each_material_by_its_own_displacement_scale(tmp_path, cache_dir):
+    """Two materials whose DFT displacements differ ~5x: balanced, the unrelaxed input scores the same for both."""
+    write_dataset(tmp_path / "root", {"train": 3}, seed=1, material="MoS2")
+    sets = load_dataset([tmp_path / "root"], "train", 4.0, 12, progress=False)
+    big = [g.clone() for g in sets["MoS2"]]
+    for graph in big:
+        graph.y = graph.pos + 5.0 * (graph.y - graph.pos)
+    two = {"small": sets["MoS2"], "big": big}
+    weights = material_weights(two)
+    assert weights["small"] == pytest.approx(5.0 * weights["big"], rel=1e-6)
+    assert (3 * weights["small"] + 3 * weights["big"]) / 6 == pytest.approx(1.0)
+
+    graphs = prepare_graphs(two, TrainConfig(loss_balance="material"), torch.device("cpu"))
+    per_material = []
+    for material_graphs in (graphs[:3], graphs[3:]):  # prepare_graphs keeps the order of the sets
+        batch = Batch.from_data_list(material_graphs)
+        per_material.append(float(position_loss(batch.pos, batch) * batch.loss_weight[0]))
+    assert per_material[0] == pytest.approx(per_material[1], rel=1e-5)
+    plain = prepare_graphs(two, TrainConfig(), torch.device("cpu"))
+    assert not hasattr(plain[0], "loss_weight") or plain[0].loss_weight is None
+
+
+def test_sizing_picks_the_largest_size_that_fits_the_budget(dataset_root, cache_dir):
+    graphs = load_dataset([dataset_root], "train", TINY_CONFIG.radius, TINY_CONFIG.max_neighbors,
+                          progress=False)["MoS2"]
+    config, precision, timings = choose_model_size(TINY_CONFIG, [8, 16], graphs, 4, torch.device("cpu"), ["fp32"],
+                                                   budget_minutes=10.0, min_epochs=1)
+    assert (config.hidden, precision) == (16, "fp32") and [t.hidden for t in timings] == [8, 16]
+    config, _, _ = choose_model_size(TINY_CONFIG, [8, 16], graphs, 4, torch.device("cpu"), ["fp32"],
+                                     budget_minutes=1e-9, min_epochs=1)
+    assert config.hidden == 8  # nothing fits: the smallest
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights(dataset_root, cache_dir, tmp_path, tiny_checkpoint):
+    out = tmp_path / "ft.pt"
+    train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=1, lr=1e-12, min_lr=1e-12, **{
+        k: v for k, v in FAST.items() if k != "lr"}), init=tiny_checkpoint, progress=False)
+    tuned, payload = load_model(out)
+    source, _ = load_model(tiny_checkpoint)
+    for (name, a), b in zip(tuned.state_dict().items(), source.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert payload["metadata"]["init"] == str(tiny_checkpoint)
+
+
+def test_a_run_killed_inside_an_epoch_resumes_from_its_last_state(dataset_root, cache_dir, tmp_path, monkeypatch):
+    """State is written inside the epoch (every step here); a resumed run skips the batches already done."""
+    import definet_core.train as training
+
+    calls = {"n": 0}
+    real_loss = training.position_loss
+
+    def dies_on_third_step(predicted, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_loss(predicted, batch)
+
+    out = tmp_path / "m.pt"
+    monkeypatch.setattr(training, "position_loss", dies_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=2, checkpoint_every_min=0.0, **FAST),
+              progress=False)
+    saved = torch.load(state_path(out), weights_only=False)
+    assert (saved["epoch"], saved["batches_done"], saved["step"]) == (1, 2, 2)
+    monkeypatch.setattr(training, "position_loss", real_loss)
+    summary = train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=2, **FAST), resume=True, progress=False)
+    assert summary["steps"] == 2 + 1 + 3  # the rest of epoch 1, then epoch 2 in full (12 graphs, batch 4)
+    assert [json.loads(line)["epoch"] for line in log_path(out).read_text().splitlines()] == [1, 2]
