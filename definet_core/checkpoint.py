@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,37 @@ from definet_core.errors import DefiNetInputError
 from definet_core.model import DefiNet
 
 FORMAT = "definet-checkpoint"
-SHIPPED_CHECKPOINT = Path(__file__).parent / "checkpoints" / "definet_2d.pt"
-"""The pretrained checkpoint shipped in the package and loaded by default."""
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+"""Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_2d_v2.pt"
+"""The pretrained checkpoint loaded by default (see the README's model card)."""
+
+
+def resolve_checkpoint(spec: str | Path | None = None) -> Path:
+    """Checkpoint file of ``spec``: ``None`` (the default), a file, or a packaged name, optionally ``name@sha12``.
+
+    ``name@sha12`` is how documents record the checkpoint that predicted them; the hash must match the
+    packaged file's content, so a document always leads back to the weights that wrote it.
+    """
+    if spec is None:
+        return SHIPPED_CHECKPOINT
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name, _, digest = str(spec).partition("@")
+    packaged = CHECKPOINT_DIR / f"{name}.pt"
+    if "/" in name or not packaged.is_file():
+        names = ", ".join(sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt")))
+        raise DefiNetInputError(f"{spec}: checkpoint not found (no such file; packaged checkpoints: {names})")
+    if digest and not content_hash(packaged).startswith(digest):
+        raise DefiNetInputError(f"{spec}: the packaged {name} has content {content_hash(packaged)[:12]}, "
+                                f"not {digest}")
+    return packaged
+
+
+def content_hash(path: Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -26,10 +56,12 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def save_checkpoint(path: str | Path, model: DefiNet, trained_elements: list[int],
-                    metadata: dict[str, Any] | None = None, half: bool = False) -> None:
-    """Write weights, configuration, the elements seen in training and free-form metadata.
+                    metadata: dict[str, Any] | None = None, half: bool = False,
+                    domain: dict[str, Any] | None = None) -> None:
+    """Write weights, configuration, the elements seen in training, the applicability domain and metadata.
 
-    ``half`` stores the trainable parameters in float16 (buffers stay float32); loading upcasts them.
+    ``domain`` is ``definet_core.applicability.Domain.to_dict()`` of the training set. ``half`` stores
+    the trainable parameters in float16 (buffers stay float32); loading upcasts them.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,6 +76,7 @@ def save_checkpoint(path: str | Path, model: DefiNet, trained_elements: list[int
         "state_dict": state,
         "weights_dtype": "float16" if half else "float32",
         "trained_elements": sorted(int(z) for z in trained_elements),
+        "domain": domain,
         "metadata": metadata or {},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -52,10 +85,8 @@ def save_checkpoint(path: str | Path, model: DefiNet, trained_elements: list[int
 
 
 def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
-    """The raw checkpoint payload; ``None`` means the shipped checkpoint."""
-    path = Path(path) if path is not None else SHIPPED_CHECKPOINT
-    if not path.is_file():
-        raise DefiNetInputError(f"{path}: checkpoint not found")
+    """The raw checkpoint payload of a file or packaged name (``resolve_checkpoint``); ``None``: the default."""
+    path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:

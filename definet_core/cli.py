@@ -66,6 +66,13 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--plot", default=None, help="write a parity plot PNG here")
     evaluate.set_defaults(handler=_evaluate)
 
+    domain = subparsers.add_parser("checkpoint-domain",
+                                   help="store the applicability domain of a training set in a checkpoint copy")
+    domain.add_argument("checkpoint", help="checkpoint file or packaged name")
+    domain.add_argument("--data", action="append", required=True, help="dataset root it was trained on (repeatable)")
+    domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
+    domain.set_defaults(handler=_checkpoint_domain)
+
     predict = subparsers.add_parser("predict", help="predict relaxed defect structures")
     predict.add_argument("structures", nargs="+", help="defect supercell files (CIF, POSCAR, JSON, ...)")
     predict.add_argument("--host", required=True, help="host unit cell or pristine supercell file")
@@ -74,6 +81,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     predict.add_argument("--device", default="auto", help="auto|cpu|cuda")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--format", choices=OUTPUT_FORMATS, default="same",
+                         help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")
     predict.set_defaults(handler=_predict)
 
@@ -133,6 +142,43 @@ def _evaluate(args: argparse.Namespace) -> None:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 
 
+def _checkpoint_domain(args: argparse.Namespace) -> None:
+    from definet_core.applicability import domain_of
+    from definet_core.checkpoint import load_model, save_checkpoint
+    from definet_core.dataset import load_dataset
+
+    model, payload = load_model(args.checkpoint)
+    config = model.config
+    sets = load_dataset(args.data, "train", config.radius, config.max_neighbors)
+    domain = domain_of(g for graphs in sets.values() for g in graphs)
+    save_checkpoint(args.out, model, list(domain.elements), payload["metadata"],
+                    half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())
+    print(json.dumps({"checkpoint": args.out, "domain": domain.to_dict()}))
+
+
+OUTPUT_FORMATS = ("same", "cif", "poscar", "json")
+_SUFFIX = {"cif": ".cif", "poscar": ".vasp", "json": ".json"}
+
+
+def output_path(out: Path, source: str, fmt: str) -> tuple[Path, str]:
+    """Where the prediction of ``source`` goes, and its pymatgen format: the input's format unless ``fmt`` says.
+
+    POSCAR/CONTCAR inputs (any name holding them, or ``.vasp``/``.poscar``) come back as POSCAR, which keeps
+    the lattice vectors as given; a CIF keeps only the lattice parameters.
+    """
+    path = Path(source)
+    if fmt == "same":
+        upper = path.name.upper()
+        if "POSCAR" in upper or "CONTCAR" in upper or path.suffix.lower() in (".vasp", ".poscar"):
+            fmt = "poscar"
+        elif path.suffix.lower() == ".json":
+            fmt = "json"
+        else:
+            fmt = "cif"
+    stem = path.stem if path.suffix.lower() in (".cif", ".json", ".vasp", ".poscar") else path.name
+    return out / f"{stem}_predicted{_SUFFIX[fmt]}", fmt
+
+
 def _predict(args: argparse.Namespace) -> None:
     from definet_core.io import read_structure
     from definet_core.markers import Marker
@@ -140,26 +186,38 @@ def _predict(args: argparse.Namespace) -> None:
 
     predictor = Predictor(args.checkpoint, args.device, args.batch_size)
     host = read_structure(args.host)
-    structures = [read_structure(p) for p in args.structures]
     matrix = np.diag(args.supercell) if args.supercell else None
     started = time.perf_counter()
-    results = predictor.predict_with_graphs(structures, host, matrix, args.structures)
+    good, failures = [], []
+    for path in args.structures:  # one bad file is reported, the others are still predicted
+        try:
+            structure = read_structure(path)
+            good.append((path, structure, predictor.graph(structure, host, matrix, path)))
+        except DefiNetInputError as exc:
+            failures.append(str(exc))
+    predictions = predictor.predictions_from_graphs([s for _, s, _ in good], [g for _, _, g in good])
     seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    for path, structure, (predicted, graph) in zip(args.structures, structures, results, strict=True):
-        target = out / f"{Path(path).stem}_predicted.cif"
-        predicted.to(filename=str(target))
-        shift = np.linalg.norm(predicted.cart_coords - structure.cart_coords, axis=1)
-        counts = {m.name.lower(): int((graph.marker == m).sum()) for m in Marker}
+    for (path, structure, _), prediction in zip(good, predictions, strict=True):
+        target, fmt = output_path(out, path, args.format)
+        prediction.structure.to(filename=str(target), fmt=fmt)
+        shift = np.linalg.norm(prediction.structure.cart_coords - structure.cart_coords, axis=1)
+        counts = {m.name.lower(): int((prediction.graph.marker == m).sum()) for m in Marker}
+        verdict = prediction.verdict
         entries.append({"input": str(path), "output": str(target), "formula": structure.composition.formula,
                         "num_atoms": len(structure), "markers": counts,
-                        "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max())})
-        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A)")
+                        "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max()),
+                        "in_domain": verdict.in_domain, "domain_reasons": list(verdict.reasons)})
+        domain = "in domain" if verdict.in_domain else "OUT OF DOMAIN: " + "; ".join(verdict.reasons)
+        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A; {domain})")
     summary = {"checkpoint": predictor.checkpoint, "device": str(predictor.device),
-               "seconds": round(seconds, 3), "structures": entries}
+               "seconds": round(seconds, 3), "structures": entries, "errors": failures}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if failures:
+        raise DefiNetInputError(f"{len(failures)} of {len(args.structures)} input(s) failed, the rest were "
+                                f"predicted: {' | '.join(failures)}")
 
 
 def run_handler(args: argparse.Namespace) -> int:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +12,23 @@ from pymatgen.core import Element, Structure
 from torch_geometric.data import Batch, Data
 from tqdm import tqdm
 
-from definet_core.checkpoint import SHIPPED_CHECKPOINT, load_model, resolve_device
+from definet_core.applicability import Domain, Verdict, judge
+from definet_core.checkpoint import content_hash, load_model, resolve_checkpoint, resolve_device
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph
 from definet_core.markers import MATCH_TOLERANCE, defect_nodes
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """DefiNet's prediction for one structure."""
+
+    structure: Structure
+    """Predicted relaxed structure: the input's lattice, species and site order."""
+    graph: Data
+    """The defect graph the model read (markers, vacancy nodes)."""
+    verdict: Verdict
+    """Whether the prediction may be used as a relaxation start (``definet_core.applicability``)."""
 
 
 class Predictor:
@@ -30,23 +42,22 @@ class Predictor:
         self.device = resolve_device(device)
         self.model, payload = load_model(checkpoint, self.device)
         self.config = self.model.config
-        self.trained_elements = set(payload.get("trained_elements", []))
+        self.domain = Domain.from_dict(payload["domain"]) if payload.get("domain") else None
         self.metadata = payload.get("metadata", {})
         self.checkpoint = checkpoint_id(checkpoint)
         self.batch_size = batch_size
 
     def graph(self, structure: Structure, host: Structure, supercell_matrix: np.ndarray | None = None,
               name: str = "structure", tolerance: float = MATCH_TOLERANCE) -> Data:
-        """Defect graph of one structure, with the elements checked against the model."""
+        """Defect graph of one structure; elements beyond the model's embedding are refused.
+
+        Elements the model never saw are accepted here and reported by the verdict (``Prediction.verdict``).
+        """
         nodes = defect_nodes(structure, host, supercell_matrix, tolerance, name)
         too_heavy = sorted({int(z) for z in nodes.atomic_numbers if z > self.config.num_elements})
         if too_heavy:
             symbols = ", ".join(Element.from_Z(z).symbol for z in too_heavy)
             raise DefiNetInputError(f"{name}: element(s) {symbols} not covered by the model's element embedding")
-        unseen = sorted({int(z) for z in nodes.atomic_numbers} - self.trained_elements) if self.trained_elements else []
-        if unseen:
-            warnings.warn(f"{name}: element(s) {', '.join(Element.from_Z(z).symbol for z in unseen)} never seen "
-                          "in training; the prediction there is an extrapolation", stacklevel=2)
         return build_graph(nodes, self.config.radius, self.config.max_neighbors)
 
     @torch.no_grad()
@@ -63,10 +74,10 @@ class Predictor:
             results.extend(positions.split(batch.ptr.diff().tolist()))
         return results
 
-    def predict_with_graphs(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
-                            supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,
-                            progress: str | None = None) -> list[tuple[Structure, Data]]:
-        """(predicted structure, defect graph) per input; the graph tells the markers that were used.
+    def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
+                    supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,
+                    progress: str | None = None) -> list[Prediction]:
+        """One ``Prediction`` per input: the structure, the defect graph (its markers) and the domain verdict.
 
         ``host`` is one host (unit cell or pristine supercell) for all structures or one per structure.
         """
@@ -75,19 +86,25 @@ class Predictor:
             raise DefiNetInputError(f"hosts: {len(hosts)} hosts given for {len(structures)} structures")
         names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
         graphs = [self.graph(s, h, supercell_matrix, n) for s, h, n in zip(structures, hosts, names, strict=True)]
+        return self.predictions_from_graphs(structures, graphs, progress)
+
+    def predictions_from_graphs(self, structures: Sequence[Structure], graphs: Sequence[Data],
+                                progress: str | None = None) -> list[Prediction]:
+        """Predictions for structures whose graphs (``graph``) are already built, in batches."""
         positions = self.predict_graphs(graphs, progress)
-        return [(to_structure(s, g, p), g) for s, g, p in zip(structures, graphs, positions, strict=True)]
+        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain))
+                for s, g, p in zip(structures, graphs, positions, strict=True)]
 
     def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
                 supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:
         """Predicted relaxed structures: same lattice, species and site order as each input."""
-        return [s for s, _ in self.predict_with_graphs(structures, host, supercell_matrix, names)]
+        return [p.structure for p in self.predictions(structures, host, supercell_matrix, names)]
 
 
 def checkpoint_id(checkpoint: str | Path | None) -> str:
-    """``<file stem>@<first 12 hex of its sha256>``: names a checkpoint by its content."""
-    path = Path(checkpoint) if checkpoint is not None else SHIPPED_CHECKPOINT
-    return f"{path.stem}@{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    """``<file stem>@<first 12 hex of its sha256>``: names a checkpoint by its content (``resolve_checkpoint``)."""
+    path = resolve_checkpoint(checkpoint)
+    return f"{path.stem}@{content_hash(path)[:12]}"
 
 
 def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> Structure:

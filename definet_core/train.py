@@ -25,6 +25,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
+from definet_core.applicability import domain_of
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
@@ -281,7 +282,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress)
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
-    elements = sorted({int(z) for g in train_graphs for z in g.z.unique()})
+    domain = domain_of(train_graphs)
 
     run = _Run(model_config, train_config, device)
     if initial is not None:
@@ -342,11 +343,12 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             run.plateau.step(val_mean)
         if val_mean < run.best:
             run.best, run.stale, run.best_epoch = val_mean, 0, run.epoch
-            save_checkpoint(out, run.ema.module, elements, {
+            save_checkpoint(out, run.ema.module, list(domain.elements), {
                 "epoch": run.epoch, "step": run.step, "val_mae": val, "data": [str(Path(r)) for r in data_roots],
                 "train_config": asdict(train_config), "train_structures": len(train_graphs),
                 "device": _device_name(device), "precision": precision,
-                "init": str(init) if init is not None else None}, half=train_config.half_checkpoint)
+                "init": str(init) if init is not None else None}, half=train_config.half_checkpoint,
+                domain=domain.to_dict())
         else:
             run.stale += 1
         steps = run.step - started_steps

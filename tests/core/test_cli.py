@@ -95,3 +95,34 @@ def test_structure_not_matching_host_is_a_one_line_error(defect_files, tmp_path,
     err = one_line_error(capsys, ["predict", str(wrong_path), "--host", str(host), "--checkpoint",
                                   str(tiny_checkpoint), "-o", str(tmp_path / "o")])
     assert "wrong.cif" in err and "does not match its host" in err
+
+
+def test_one_bad_file_among_good_ones_is_named_and_the_rest_are_predicted(defect_files, tmp_path, capsys):
+    paths, host = defect_files
+    bad = tmp_path / "broken.cif"
+    bad.write_text("data_broken\n_cell_length_a 3\n")
+    out = tmp_path / "out"
+    err = one_line_error(capsys, ["predict", str(paths[0]), str(bad), str(paths[1]), "--host", str(host),
+                                  "--device", "cpu", "-o", str(out)])
+    assert "broken.cif" in err and "1 of 3" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["input"] for e in summary["structures"]] == [str(paths[0]), str(paths[1])]
+    assert all(e["in_domain"] is True and e["domain_reasons"] == [] for e in summary["structures"])
+    assert len(summary["errors"]) == 1 and (out / "d0_predicted.cif").is_file()
+
+
+def test_poscar_in_poscar_out_with_the_lattice_orientation_kept(defect_files, tmp_path, capsys):
+    paths, host = defect_files
+    cell = read_structure(paths[0])
+    poscar = tmp_path / "POSCAR_v_S"
+    cell.to(filename=str(poscar), fmt="poscar")
+    out = tmp_path / "out"
+    assert main(["predict", str(poscar), "--host", str(host), "--device", "cpu", "-o", str(out)]) == 0
+    written = out / "POSCAR_v_S_predicted.vasp"
+    predicted = Structure.from_file(written)
+    assert np.allclose(predicted.lattice.matrix, Structure.from_file(poscar).lattice.matrix, atol=1e-8)
+    assert predicted.formula == cell.formula
+    assert "in domain" in capsys.readouterr().out
+    assert main(["predict", str(poscar), "--host", str(host), "--device", "cpu", "-o", str(out),
+                 "--format", "cif"]) == 0
+    assert (out / "POSCAR_v_S_predicted.cif").is_file()

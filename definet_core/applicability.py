@@ -1,0 +1,137 @@
+"""Applicability domain: may a prediction serve as a relaxation start? One verdict per structure, with reasons.
+
+A checkpoint stores the domain it was trained on (``Domain``: elements, defect kinds, host
+dimensionalities, the largest DFT displacement). A prediction is in-domain only when the input
+lies inside that domain and the predicted geometry is sane: no two atoms closer than
+``MIN_CONTACT_FRACTION`` of the sum of their covalent radii, and no atom moved further than
+``DISPLACEMENT_MARGIN`` times the largest displacement seen in training. All rules live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
+from pymatgen.core import Element
+from torch_geometric.data import Data
+
+from definet_core.markers import Marker
+
+SLAB_VACUUM_A = 5.0
+"""A gap of at least this many A between periodic images along a lattice direction makes it non-periodic."""
+MIN_CONTACT_FRACTION = 0.6
+"""Predicted atoms closer than this fraction of the sum of their covalent radii are a broken geometry."""
+DISPLACEMENT_MARGIN = 1.5
+"""A predicted displacement above this multiple of the largest training displacement is out of domain."""
+DIMENSIONALITY = {0: "bulk", 1: "2D", 2: "1D", 3: "0D"}
+"""Host kind by the number of lattice directions with vacuum."""
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What a checkpoint was trained on (stored in the checkpoint as a plain dict)."""
+
+    elements: tuple[int, ...]
+    markers: tuple[int, ...]
+    dimensionalities: tuple[str, ...]
+    max_displacement: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Domain:
+        """Inverse of ``to_dict``."""
+        return cls(tuple(values["elements"]), tuple(values["markers"]), tuple(values["dimensionalities"]),
+                   float(values["max_displacement"]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a prediction may be used as a relaxation start, and why not."""
+
+    in_domain: bool
+    reasons: tuple[str, ...] = ()
+
+
+def dimensionality(graph: Data) -> str:
+    """``bulk``, ``2D``, ``1D`` or ``0D``: how many lattice directions have vacuum between the images."""
+    atoms = (graph.marker != Marker.VACANCY).numpy()
+    cell = graph.cell[0].double().numpy()
+    frac = np.linalg.solve(cell.T, graph.pos.double().numpy()[atoms].T).T % 1.0
+    volume = abs(np.linalg.det(cell))
+    vacuum_directions = 0
+    for axis in range(3):
+        height = volume / np.linalg.norm(np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3]))
+        coords = np.sort(frac[:, axis])
+        gaps = np.diff(np.concatenate([coords, coords[:1] + 1.0]))
+        vacuum_directions += int(gaps.max() * height >= SLAB_VACUUM_A)
+    return DIMENSIONALITY[vacuum_directions]
+
+
+def domain_of(graphs: Iterable[Data]) -> Domain:
+    """The domain spanned by training graphs (their targets ``y`` give the displacements)."""
+    elements, markers, kinds, largest = set(), set(), set(), 0.0
+    for graph in graphs:
+        elements.update(int(z) for z in graph.z.unique())
+        markers.update(int(m) for m in graph.marker.unique())
+        kinds.add(dimensionality(graph))
+        atoms = graph.marker != Marker.VACANCY
+        largest = max(largest, float(torch.linalg.norm(graph.y - graph.pos, dim=-1)[atoms].max()))
+    return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest)
+
+
+def _symbols(numbers: Iterable[int]) -> str:
+    return ", ".join(Element.from_Z(int(z)).symbol for z in sorted(numbers))
+
+
+def input_reasons(graph: Data, domain: Domain) -> list[str]:
+    """Why the input (elements, defect kinds, host kind) lies outside the domain; empty when it does not."""
+    reasons = []
+    unseen = {int(z) for z in graph.z.unique()} - set(domain.elements)
+    if unseen:
+        reasons.append(f"element(s) {_symbols(unseen)} never seen in training")
+    for marker in sorted({int(m) for m in graph.marker.unique()} - set(domain.markers)):
+        reasons.append(f"defect kind '{Marker(marker).name.lower()}' never seen in training")
+    kind = dimensionality(graph)
+    if kind not in domain.dimensionalities:
+        reasons.append(f"{kind} host; trained on {', '.join(domain.dimensionalities)} hosts only")
+    return reasons
+
+
+def geometry_reasons(graph: Data, predicted: torch.Tensor, domain: Domain) -> list[str]:
+    """Why the predicted geometry is not a sane start (close contacts, runaway atoms); empty when it is."""
+    reasons = []
+    atoms = (graph.marker != Marker.VACANCY).numpy()
+    pos = predicted.double().numpy()
+    moved = np.linalg.norm(pos - graph.pos.double().numpy(), axis=1) * atoms
+    bound = DISPLACEMENT_MARGIN * domain.max_displacement
+    if moved.max() > bound:
+        reasons.append(f"atom {int(moved.argmax())} moved {moved.max():.2f} A "
+                       f"(> {DISPLACEMENT_MARGIN} x the largest training displacement, {bound:.2f} A)")
+    src, dst = graph.edge_index.numpy()
+    real = atoms[src] & atoms[dst]
+    src, dst = src[real], dst[real]
+    shift = graph.edge_image.double().numpy()[real] @ graph.cell[0].double().numpy()
+    distance = np.linalg.norm(pos[src] + shift - pos[dst], axis=1)
+    radii = np.array([CovalentRadius.radius.get(Element.from_Z(int(z)).symbol, 1.5) for z in graph.z.tolist()])
+    limit = MIN_CONTACT_FRACTION * (radii[src] + radii[dst])
+    closest = int(np.argmin(distance / limit)) if len(distance) else None
+    if closest is not None and distance[closest] < limit[closest]:
+        reasons.append(f"atoms {int(dst[closest])} and {int(src[closest])} end {distance[closest]:.2f} A apart "
+                       f"(< {MIN_CONTACT_FRACTION} x the sum of their covalent radii, {limit[closest]:.2f} A)")
+    return reasons
+
+
+def judge(graph: Data, predicted: torch.Tensor, domain: Domain | None) -> Verdict:
+    """The verdict on one prediction: in-domain only with no reason against it."""
+    if domain is None:
+        return Verdict(False, ("the checkpoint stores no applicability domain (retrain or fine-tune it with "
+                               "this version of definet)",))
+    reasons = input_reasons(graph, domain) + geometry_reasons(graph, predicted, domain)
+    return Verdict(not reasons, tuple(reasons))

@@ -1,0 +1,116 @@
+"""The applicability verdict: elements, defect kinds, host kind and predicted geometry, with reasons."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from definet_core.applicability import Domain, dimensionality, domain_of, judge
+from definet_core.checkpoint import SHIPPED_CHECKPOINT, read_checkpoint, resolve_checkpoint
+from definet_core.errors import DefiNetInputError
+from definet_core.graph import build_graph
+from definet_core.markers import Marker, defect_nodes
+from definet_core.predict import Predictor, checkpoint_id
+from tests.conftest import random_defect_cell, synthetic_relaxation
+
+MOS2_DOMAIN = Domain(elements=(16, 34, 42), markers=(0, 1, 2), dimensionalities=("2D",), max_displacement=0.5)
+
+
+def mos2_graph(seed: int = 0):
+    cell, host = random_defect_cell(np.random.default_rng(seed), size=4)
+    nodes = defect_nodes(cell, host)
+    relaxed = synthetic_relaxation(cell, host).cart_coords
+    target = nodes.cart_coords.copy()
+    target[: len(relaxed)] = relaxed
+    return build_graph(nodes, 5.0, 24, relaxed_coords=target)
+
+
+def copper_vacancy_graph():
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    cell = host.copy()
+    cell.make_supercell([2, 2, 2])
+    cell.remove_sites([0])
+    return build_graph(defect_nodes(cell, host), 5.0, 24)
+
+
+def test_dimensionality_tells_slabs_from_bulk():
+    assert dimensionality(mos2_graph()) == "2D"
+    assert dimensionality(copper_vacancy_graph()) == "bulk"
+
+
+def test_domain_of_training_graphs():
+    graphs = [mos2_graph(seed) for seed in range(3)]
+    domain = domain_of(graphs)
+    assert set(domain.elements) == {16, 34, 42} and set(domain.markers) == {0, 1, 2}
+    assert domain.dimensionalities == ("2D",)
+    largest = max(float(torch.linalg.norm(g.y - g.pos, dim=-1).max()) for g in graphs)
+    assert domain.max_displacement == pytest.approx(largest)
+    assert Domain.from_dict(domain.to_dict()) == domain
+
+
+def test_an_in_domain_prediction_has_no_reasons():
+    graph = mos2_graph()
+    assert judge(graph, graph.y, MOS2_DOMAIN).in_domain
+
+
+def test_unseen_elements_defect_kinds_and_bulk_hosts_are_out_of_domain():
+    graph = copper_vacancy_graph()
+    verdict = judge(graph, graph.pos, MOS2_DOMAIN)
+    assert not verdict.in_domain
+    assert any("Cu" in r and "never seen" in r for r in verdict.reasons)
+    assert any("bulk host" in r for r in verdict.reasons)
+    interstitial = mos2_graph()
+    interstitial.marker = interstitial.marker.clone()
+    interstitial.marker[0] = Marker.INTERSTITIAL
+    reasons = judge(interstitial, interstitial.y, MOS2_DOMAIN).reasons
+    assert reasons == ("defect kind 'interstitial' never seen in training",)
+
+
+def test_broken_predicted_geometry_is_out_of_domain():
+    graph = mos2_graph()
+    src, dst = graph.edge_index[:, 0]
+    collapsed = graph.pos.clone()
+    shift = graph.edge_image[0].double() @ graph.cell[0].double()
+    collapsed[dst] = (collapsed[src].double() + shift).float() + 0.3  # 0.52 A from its neighbour
+    (reason,) = judge(graph, collapsed, replace(MOS2_DOMAIN, max_displacement=10.0)).reasons
+    assert "apart" in reason and "covalent radii" in reason
+    runaway = graph.pos.clone()
+    runaway[0, 0] += 2.0
+    reasons = judge(graph, runaway, MOS2_DOMAIN).reasons
+    assert any("moved 2.00 A" in r for r in reasons)
+
+
+def test_a_checkpoint_without_a_domain_vouches_for_nothing():
+    graph = mos2_graph()
+    verdict = judge(graph, graph.y, None)
+    assert not verdict.in_domain and "no applicability domain" in verdict.reasons[0]
+
+
+def test_shipped_checkpoint_carries_its_training_domain_and_judges_real_cases():
+    domain = Domain.from_dict(read_checkpoint()["domain"])
+    assert domain.dimensionalities == ("2D",) and Marker.INTERSTITIAL not in domain.markers
+    assert {5, 7, 15, 16, 31, 34, 42, 49, 74} <= set(domain.elements)
+    predictor = Predictor(device="cpu")
+    cell, host = random_defect_cell(np.random.default_rng(1), size=8, n_vacancies=3, c=20.0)
+    (mos2,) = predictor.predictions([cell], host)
+    assert mos2.verdict.in_domain, mos2.verdict.reasons
+    copper = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    vacancy = copper.copy()
+    vacancy.make_supercell([3, 3, 3])
+    vacancy.remove_sites([0])
+    (cu,) = predictor.predictions([vacancy], copper)
+    assert not cu.verdict.in_domain
+
+
+def test_checkpoints_resolve_by_name_and_by_recorded_id():
+    assert resolve_checkpoint(None) == SHIPPED_CHECKPOINT
+    assert resolve_checkpoint("definet_2d").name == "definet_2d.pt"  # the first shipped model stays loadable
+    recorded = checkpoint_id("definet_2d")
+    assert recorded == "definet_2d@9c4923c0cc46"  # the id documents written with it carry
+    assert resolve_checkpoint(recorded).name == "definet_2d.pt"
+    with pytest.raises(DefiNetInputError, match="not 000000000000"):
+        resolve_checkpoint("definet_2d@000000000000")
+    with pytest.raises(DefiNetInputError, match="packaged checkpoints: definet_2d, definet_2d_v2"):
+        resolve_checkpoint("no_such_model")
