@@ -151,7 +151,10 @@ def _checkpoint_domain(args: argparse.Namespace) -> None:
     config = model.config
     sets = load_dataset(args.data, "train", config.radius, config.max_neighbors)
     domain = domain_of(g for graphs in sets.values() for g in graphs)
-    save_checkpoint(args.out, model, list(domain.elements), payload["metadata"],
+    from definet_core.predict import checkpoint_id
+
+    metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data}
+    save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())
     print(json.dumps({"checkpoint": args.out, "domain": domain.to_dict()}))
 

@@ -21,7 +21,8 @@ def add_submit_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _submit(args: argparse.Namespace) -> None:
-    from workflows.store import StoreSettings, check_reachable, job_store, server_status
+    from workflows.db_server import StoreSettings, check_reachable, server_status
+    from workflows.store import job_store
 
     settings = StoreSettings.from_env(**store_args(args))
     if settings.uri:
@@ -34,7 +35,7 @@ def _submit(args: argparse.Namespace) -> None:
         uri = record.uri
     check_reachable(uri, settings.timeout_ms)
     flow, _ = prepare_flow(args.host, enumeration_from_args(args), args.relaxer, args.checkpoint, args.device,
-                           not args.no_unrelaxed_start, args.fmax)
+                           not args.no_unrelaxed_start, args.fmax, args.start)
     ids = submit(flow, connect(uri, name=settings.database), store=job_store(uri, settings.database))
     print(f"submitted {len(ids)} Fireworks to {settings.database}; the relaxations are added when they run.")
     print(f"workers: rlaunch -w {TEMPLATES / 'my_fworker_gpu.yaml'} ... (prediction) and "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from workflows.store import (
+from workflows.db_server import (
     RECORD_NAME,
     DefiNetStoreError,
     StoreSettings,

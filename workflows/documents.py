@@ -22,6 +22,8 @@ class PredictedCase(BaseModel):
     case_id: str
     structure: Structure = Field(description="predicted relaxed structure, input site order")
     mean_displacement: float = Field(description="mean |predicted - unrelaxed| per atom (A)")
+    in_domain: bool = Field(description="the checkpoint vouches for this prediction (definet_core.applicability)")
+    domain_reasons: list[str] = Field(default_factory=list, description="why it is out of domain")
 
 
 class PredictionOutput(BaseModel):
@@ -56,6 +58,13 @@ class ValidationDocument(BaseModel):
     checkpoint: str
     relaxer: str
     relaxer_settings: dict[str, Any]
+    start: str = Field(description="where the main relaxation started: prediction or unrelaxed")
+    start_policy: str = Field("auto", description="the flow's --start: auto, prediction or unrelaxed")
+    comparison: bool = Field(True, description="whether in-domain cases were also relaxed from the unrelaxed cell")
+    status: str = Field("complete", description="complete, or failed when a relaxation failed (see errors)")
+    errors: list[str] = Field(default_factory=list, description="one line per failed relaxation")
+    in_domain: bool = Field(description="the checkpoint's verdict on its prediction of this case")
+    domain_reasons: list[str] = Field(default_factory=list, description="why the prediction is out of domain")
     formula: str
     num_atoms: int
     supercell_matrix: list[list[int]]

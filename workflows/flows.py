@@ -28,6 +28,8 @@ class DefectValidationMaker(Maker):
     predict_maker: DefiNetPredictMaker = field(default_factory=DefiNetPredictMaker)
     enumeration: EnumerationSettings = field(default_factory=EnumerationSettings)
     unrelaxed_start: bool = True
+    start: str = "auto"
+    """auto: start from the prediction where its verdict is in-domain (else unrelaxed); prediction; unrelaxed."""
 
     def make(self, hosts: list[tuple[str, Structure]]) -> Flow:
         """Flow over ``hosts``: (host id, host structure) pairs."""
@@ -35,8 +37,9 @@ class DefectValidationMaker(Maker):
         cases.name = "enumerate defects"
         predict = self.predict_maker.make(cases.output)
         relax = relax_and_record(cases.output, predict.output, self.relax_maker or relax_maker(self.relaxer),
-                                 self.relaxer, self.unrelaxed_start)
+                                 self.relaxer, self.unrelaxed_start, self.start)
         relax.name = "relax and record"
+        relax.config.expose_store = True  # reads which cases are already complete
         flow = Flow([cases, predict, relax], output=relax.output, name=self.name)
         flow.update_config({"manager_config": {"_category": CPU_CATEGORY}})
         predict.update_config({"manager_config": {"_category": GPU_CATEGORY}})

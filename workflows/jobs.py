@@ -46,50 +46,86 @@ class DefiNetPredictMaker(Maker):
 
         predictor = Predictor(self.checkpoint, self.device, self.batch_size)
         started = time.perf_counter()
-        results = predictor.predict_with_graphs([c.structure for c in cases], [c.pristine for c in cases],
-                                                np.eye(3, dtype=int), [c.case_id for c in cases], "definet predict")
+        results = predictor.predictions([c.structure for c in cases], [c.pristine for c in cases],
+                                        np.eye(3, dtype=int), [c.case_id for c in cases], "definet predict")
         seconds = time.perf_counter() - started
         predicted = []
-        for case, (structure, _) in zip(cases, results, strict=True):
-            shift = np.linalg.norm(structure.cart_coords - case.structure.cart_coords, axis=1)
-            predicted.append(PredictedCase(case_id=case.case_id, structure=structure,
-                                           mean_displacement=float(shift.mean())))
+        for case, result in zip(cases, results, strict=True):
+            shift = np.linalg.norm(result.structure.cart_coords - case.structure.cart_coords, axis=1)
+            predicted.append(PredictedCase(case_id=case.case_id, structure=result.structure,
+                                           mean_displacement=float(shift.mean()), in_domain=result.verdict.in_domain,
+                                           domain_reasons=list(result.verdict.reasons)))
         return PredictionOutput(checkpoint=predictor.checkpoint, device=str(predictor.device), seconds=seconds,
                                 cases=predicted)
 
 
+START_CHOICES = ("auto", "prediction", "unrelaxed")
+"""Where relaxations start: ``auto`` = from the prediction where its verdict is in-domain, else unrelaxed."""
+
+
+def starts_from_prediction(start: str, predicted: PredictedCase) -> bool:
+    """Whether the case's main relaxation starts from DefiNet's prediction under the ``start`` policy."""
+    if start not in START_CHOICES:
+        raise ValueError(f"start {start!r}: expected one of {', '.join(START_CHOICES)}")
+    return start == "prediction" or (start == "auto" and predicted.in_domain)
+
+
 @job
 def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, relax_maker: Maker, relaxer: str,
-                     unrelaxed_start: bool = True) -> Response:
-    """Dynamic fan-out: one relaxation per case from the prediction (and one from the unrelaxed cell), then record.
+                     unrelaxed_start: bool = True, start: str = "auto") -> Response:
+    """Dynamic fan-out, then record: per case, one relaxation from the prediction and one from the unrelaxed cell.
 
-    Replaced by the flow it builds, so its output is the record job's output.
+    Under ``start`` (``START_CHOICES``) a case whose prediction is not used (out of domain under ``auto``,
+    or every case under ``unrelaxed``) is relaxed once, from the unrelaxed cell. ``unrelaxed_start=False``
+    drops the comparison relaxations of the cases that start from the prediction. Cases that already
+    have a complete document for this relaxer, checkpoint and settings are skipped, so a rerun relaxes
+    only what is missing or failed. Replaced by the flow it builds (the record job's output).
     """
-    predicted = {p.case_id: p.structure for p in prediction.cases}
+    from workflows.store import complete_case_ids
+
+    done = complete_case_ids(CURRENT_JOB.store, [c.case_id for c in cases], relaxer, prediction.checkpoint, start,
+                             unrelaxed_start) if CURRENT_JOB.store is not None else set()
+    todo = [case for case in cases if case.case_id not in done]
+    if not todo:
+        return Response(output=[])
+    predicted = {p.case_id: p for p in prediction.cases}
     jobs: list[Job] = []
     from_prediction, from_unrelaxed = [], []
-    for case in cases:
-        relax = relax_maker.make(predicted[case.case_id])
-        relax.name = f"{relax.name} {case.case_id} from prediction"
-        jobs.append(relax)
-        from_prediction.append(relax.output)
-        if unrelaxed_start:
-            reference = relax_maker.make(case.structure)
-            reference.name = f"{reference.name} {case.case_id} from unrelaxed"
-            jobs.append(reference)
-            from_unrelaxed.append(reference.output)
-        else:
-            from_unrelaxed.append(None)
-    record = record_validation(cases, prediction, from_prediction, from_unrelaxed, relaxer,
-                               relaxer_settings(relaxer, relax_maker))
+    for case in todo:
+        use_prediction, use_unrelaxed = scheduled_starts(start, unrelaxed_start, predicted[case.case_id])
+        for wanted, structure, label, outputs in ((use_prediction, predicted[case.case_id].structure, "prediction",
+                                                   from_prediction),
+                                                  (use_unrelaxed, case.structure, "unrelaxed", from_unrelaxed)):
+            if wanted:
+                relax = relax_maker.make(structure)
+                relax.name = f"{relax.name} {case.case_id} from {label}"
+                jobs.append(relax)
+                outputs.append(relax.output)
+            else:
+                outputs.append(None)
+    record = record_validation(todo, prediction, from_prediction, from_unrelaxed, relaxer,
+                               relaxer_settings(relaxer, relax_maker), start, unrelaxed_start)
     record.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True)  # category: inherited
     return Response(replace=Flow([*jobs, record], output=record.output, name="relax and record"))
+
+
+def scheduled_starts(start: str, unrelaxed_start: bool, predicted: PredictedCase) -> tuple[bool, bool]:
+    """(relax from the prediction, relax from the unrelaxed cell) for one case."""
+    use_prediction = starts_from_prediction(start, predicted)
+    return use_prediction, unrelaxed_start or not use_prediction
+
+
+class RelaxationError(Exception):
+    """A relaxation finished without a usable result (e.g. NaN energies from a force field)."""
 
 
 def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
     """Ionic steps, energy, convergence, wall time and final structure of a relaxation (None if it failed)."""
     if task_doc is None:
         return None
+    energy = final_energy(task_doc)
+    if energy is None or not np.isfinite(energy):
+        raise RelaxationError(f"non-finite final energy ({energy})")
     return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=final_energy(task_doc),
                              converged=converged(task_doc), seconds=getattr(task_doc.output, "elapsed_time", None),
                              structure=final_structure(task_doc))
@@ -113,11 +149,18 @@ def max_site_distance(a: Structure, b: Structure) -> float:
 
 def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_case: float, checkpoint: str,
                         relaxer: str, settings: dict[str, Any], from_prediction: RelaxationSummary | None,
-                        from_unrelaxed: RelaxationSummary | None) -> ValidationDocument:
-    """Compare the two relaxations of one case and score the prediction against the reference relaxation."""
+                        from_unrelaxed: RelaxationSummary | None, start: str = "auto", unrelaxed_start: bool = True,
+                        errors: list[str] | None = None) -> ValidationDocument:
+    """Compare the two relaxations of one case and score the prediction against the reference relaxation.
+
+    ``errors`` lists the relaxations that failed; a document with errors has status ``failed``.
+    """
     reference = from_unrelaxed or from_prediction
     doc = ValidationDocument(
         case_id=case.case_id, host_id=case.host_id, checkpoint=checkpoint, relaxer=relaxer,
+        start="prediction" if starts_from_prediction(start, predicted) else "unrelaxed", start_policy=start,
+        comparison=unrelaxed_start, status="failed" if errors else "complete", errors=errors or [],
+        in_domain=predicted.in_domain, domain_reasons=predicted.domain_reasons,
         relaxer_settings=settings, formula=case.structure.composition.formula, num_atoms=len(case.structure),
         supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],
         defect_name=case.name, prediction_seconds_per_case=seconds_per_case, definet_version=_version())
@@ -144,17 +187,39 @@ def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_
     return doc
 
 
+def _summaries(outputs: tuple[Any, Any], wanted: tuple[bool, bool]) -> tuple[list[RelaxationSummary | None], list[str]]:
+    """Summaries of a case's two relaxations and an error line for each one that was run but failed."""
+    summaries, errors = [], []
+    for label, output, was_run in zip(("prediction", "unrelaxed cell"), outputs, wanted, strict=True):
+        summary = None
+        if was_run and output is None:
+            errors.append(f"relaxation from the {label} failed: its job gave no output (the job log or the "
+                          "FireWorks launch holds the traceback)")
+        elif output is not None:
+            try:
+                summary = summarize_relaxation(output)
+            except RelaxationError as exc:
+                errors.append(f"relaxation from the {label} failed: {exc}")
+        summaries.append(summary)
+    return summaries, errors
+
+
 @job
 def record_validation(cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
-                      from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any]) -> list[dict[str, Any]]:
-    """One validation document per case, upserted into the ``validation`` collection beside the JobStore."""
+                      from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any], start: str = "auto",
+                      unrelaxed_start: bool = True) -> list[dict[str, Any]]:
+    """One validation document per case (failed relaxations included, with their errors), upserted into
+    the ``validation`` collection beside the JobStore."""
     from workflows.store import upsert_validation_documents
 
     predicted = {p.case_id: p for p in prediction.cases}
     per_case = prediction.seconds / max(len(prediction.cases), 1)
-    docs = [validation_document(case, predicted[case.case_id], per_case, prediction.checkpoint, relaxer, settings,
-                                summarize_relaxation(p), summarize_relaxation(u)).model_dump()
-            for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True)]
+    docs = []
+    for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True):
+        wanted = scheduled_starts(start, unrelaxed_start, predicted[case.case_id])
+        (from_p, from_u), errors = _summaries((p, u), wanted)
+        docs.append(validation_document(case, predicted[case.case_id], per_case, prediction.checkpoint, relaxer,
+                                        settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
     if CURRENT_JOB.store is not None:
         upsert_validation_documents(CURRENT_JOB.store, docs)
     return docs

@@ -8,10 +8,15 @@ Ionic step: one configuration whose energy and forces were computed by the relax
 configuration included. For VASP that is ``len(calcs_reversed[0].output.ionic_steps)`` (the final
 run only; custodian restarts hide earlier ones); for force fields it is the length of the stored
 trajectory of ionic steps, which equals atomate2's ``output.n_steps``.
+
+:func:`relaxer_settings` records what ran (the potential's own name and version, never atomate2's
+``MLFF.*`` placeholder; or the VASP input set and INCAR updates) as plain JSON values.
 """
 
 from __future__ import annotations
 
+import inspect
+from enum import Enum
 from typing import Any
 
 from jobflow import Maker
@@ -81,12 +86,124 @@ def check_elements(name: str, elements: set[str]) -> None:
 
 
 def relaxer_settings(name: str, maker: Maker) -> dict[str, Any]:
-    """The settings of a relaxation maker worth storing next to its results."""
-    if name == "vasp":
-        generator = maker.input_set_generator
-        return {"incar": dict(generator.user_incar_settings), "kpoints": dict(generator.user_kpoints_settings)}
-    return {"force_field": str(maker.force_field_name), "fmax": maker.relax_kwargs.get("fmax"),
-            "max_steps": maker.steps, "relax_cell": maker.relax_cell}
+    """What ran, as plain JSON values stored next to the results: code or potential, versions, optimizer, criteria.
+
+    Force fields: ``force_field`` (the potential's own name, e.g. ``EMT`` or ``CHGNet``), ``calculator``
+    (import path of the ASE calculator), ``package`` and ``package_version`` (the distribution providing
+    it), ``model_version`` (CHGNet's pretrained weights), ``optimizer``, ``fmax``, ``max_steps``,
+    ``relax_cell``. VASP: ``input_set`` (atomate2 generator), ``incar_updates`` and ``kpoints_updates`` (on
+    top of the input set), ``potcar_functional``, and ``optimizer``, ``fmax``, ``max_steps``, ``relax_cell``
+    read from the INCAR tags IBRION, EDIFFG, NSW and ISIF. Every record carries ``relaxer``, ``maker`` (the
+    Maker's class) and ``atomate2_version``.
+    """
+    settings: dict[str, Any] = {"relaxer": name, "maker": _qualified_name(type(maker)),
+                                "atomate2_version": _version("atomate2")}
+    if hasattr(maker, "input_set_generator"):
+        settings.update(_vasp_settings(maker.input_set_generator))
+    elif hasattr(maker, "calculator_meta"):
+        settings.update(_force_field_settings(maker))
+    # any other maker: its class (``maker``) is all that can be said without running it
+    return _plain(settings)
+
+
+# the packages behind atomate2's force-field names that definet offers (others: the name only)
+_MLFF_CALCULATORS = {"CHGNet": ("chgnet", "chgnet.model.dynamics.CHGNetCalculator")}
+_IBRION = {1: "RMM-DIIS (IBRION=1)", 2: "conjugate gradient (IBRION=2)", 3: "damped MD (IBRION=3)"}
+
+
+def _vasp_settings(generator: Any) -> dict[str, Any]:
+    """VASP settings of an atomate2 input set generator; criteria from its effective INCAR tags."""
+    try:
+        set_updates = dict(generator.incar_updates)
+    except Exception:  # some generators need a structure to decide their updates
+        set_updates = {}
+    incar = {**generator.config_dict.get("INCAR", {}), **set_updates, **generator.user_incar_settings}
+    ediffg, ibrion, isif = incar.get("EDIFFG"), incar.get("IBRION"), incar.get("ISIF")
+    return {
+        "code": "VASP",
+        "input_set": _qualified_name(type(generator)),
+        "incar_updates": dict(generator.user_incar_settings),
+        "kpoints_updates": dict(generator.user_kpoints_settings or {}),
+        "potcar_functional": generator.user_potcar_functional,
+        "optimizer": _IBRION.get(ibrion, f"IBRION={ibrion}"),
+        "fmax": abs(ediffg) if isinstance(ediffg, int | float) and ediffg < 0 else None,
+        "max_steps": incar.get("NSW"),
+        "relax_cell": isinstance(isif, int) and isif >= 3,
+    }
+
+
+def _force_field_settings(maker: Any) -> dict[str, Any]:
+    """Settings of an atomate2 force-field maker: the potential that runs, not atomate2's placeholder enum."""
+    from atomate2.ase.utils import AseRelaxer
+    from atomate2.forcefields import MLFF
+
+    meta = maker.calculator_meta
+    model_version = None
+    if isinstance(meta, MLFF):
+        force_field = meta.value
+        package, calculator = _MLFF_CALCULATORS.get(force_field, (None, None))
+        if meta == MLFF.CHGNet:
+            model_version = _chgnet_model_version(maker.calculator_kwargs)
+    else:
+        calculator = meta if isinstance(meta, str) else _qualified_name(meta)
+        force_field = calculator.rsplit(".", 1)[-1]
+        package = calculator.split(".", 1)[0]
+    optimizer = maker.optimizer_kwargs.get("optimizer")
+    if optimizer is None:
+        optimizer = inspect.signature(AseRelaxer).parameters["optimizer"].default
+    return {
+        "force_field": force_field,
+        "calculator": calculator,
+        "package": package,
+        "package_version": _version(package) if package else None,
+        "model_version": model_version,
+        "optimizer": optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", str(optimizer)),
+        "fmax": maker.relax_kwargs.get("fmax"),
+        "max_steps": maker.steps,
+        "relax_cell": maker.relax_cell,
+    }
+
+
+def _chgnet_model_version(calculator_kwargs: dict[str, Any]) -> str | None:
+    """Version of the CHGNet weights the calculator loads: a given model's, else ``CHGNet.load``'s default."""
+    model = calculator_kwargs.get("model")
+    if model is not None:
+        return getattr(model, "version", None)
+    try:
+        from chgnet.model import CHGNet
+    except ImportError:
+        return None
+    return inspect.signature(CHGNet.load).parameters["model_name"].default
+
+
+def _version(distribution: str) -> str | None:
+    """Installed version of ``distribution``, or None where it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _qualified_name(obj: Any) -> str:
+    """``module.Name`` of a class or function."""
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON types: enums by value, tuples as lists, numpy scalars as Python numbers."""
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    return str(value)
 
 
 def ionic_steps(task_doc: Any) -> int:

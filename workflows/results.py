@@ -31,6 +31,7 @@ def summarize(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "mean_steps_from_prediction": mean_p, "mean_steps_from_unrelaxed": mean_u,
             "saving_percent": 100.0 * (1 - mean_p / mean_u) if mean_p is not None and mean_u else None,
             "n_same_minimum": sum(1 for d in group if d.get("same_minimum")),
+            "n_out_of_domain": sum(1 for d in group if d.get("in_domain") is False),
             "mean_prediction_mae": _stat(maes, np.mean),
         })
     return rows
@@ -42,14 +43,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         return "-" if value is None else format(value, fmt)
 
     header = (f"{'host':<14}{'relaxer':<9}{'n':>4}{'med pred':>10}{'med unrel':>10}{'mean pred':>10}"
-              f"{'mean unrel':>11}{'saving %':>10}{'same min':>9}{'MAE (A)':>9}")
+              f"{'mean unrel':>11}{'saving %':>10}{'same min':>9}{'MAE (A)':>9}{'out dom':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['host']:<14}{r['relaxer']:<9}{r['n']:>4}{cell(r['median_steps_from_prediction'], '.1f'):>10}"
             f"{cell(r['median_steps_from_unrelaxed'], '.1f'):>10}{cell(r['mean_steps_from_prediction'], '.1f'):>10}"
             f"{cell(r['mean_steps_from_unrelaxed'], '.1f'):>11}{cell(r['saving_percent'], '.1f'):>10}"
-            f"{r['n_same_minimum']:>9}{cell(r['mean_prediction_mae'], '.4f'):>9}")
+            f"{r['n_same_minimum']:>9}{cell(r['mean_prediction_mae'], '.4f'):>9}{r['n_out_of_domain']:>8}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from definet_core.errors import DefiNetInputError
 from workflows.enumeration_settings import EnumerationSettings
+from workflows.jobs import START_CHOICES
 from workflows.relaxers import RELAXERS
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
     run.add_argument("--relaxer", choices=RELAXERS, default=default_relaxer)
     run.add_argument("--fmax", type=float, default=None, help="force convergence (eV/A)")
     run.add_argument("--no-unrelaxed-start", action="store_true", help="skip the comparison relaxations")
+    run.add_argument("--start", choices=START_CHOICES, default="auto",
+                     help="auto: relax from the prediction only where the model vouches for it (else from the "
+                          "unrelaxed cell, once); prediction: always; unrelaxed: never use the prediction")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     run.add_argument("--device", default="auto")
@@ -116,7 +120,7 @@ def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
 
 def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str,
                  checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                 fmax: float | None = None) -> tuple[Flow, list[str]]:
+                 fmax: float | None = None, start: str = "auto") -> tuple[Flow, list[str]]:
     """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
     from workflows.flows import DefectValidationMaker
     from workflows.hosts import resolve_host
@@ -127,22 +131,23 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
     cases = [case for host_id, host in hosts for case in enumeration.enumerate(host_id, host)]  # fail early
     check_elements(relaxer, {el.symbol for case in cases for el in case.structure.composition})
     print(f"{len(cases)} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
-          f"{len(cases) * (2 if unrelaxed_start else 1)} relaxations")
+          f"up to {len(cases) * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
     maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
                                   predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device),
-                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start)
+                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start, start=start)
     return maker.make(hosts), [host_id for host_id, _ in hosts]
 
 
 def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
                    checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                   fmax: float | None = None) -> list[dict[str, Any]]:
+                   fmax: float | None = None, start: str = "auto") -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
     from jobflow import run_locally
 
-    from workflows.store import StoreSettings, ValidationStore, job_store, open_database
+    from workflows.db_server import StoreSettings, open_database
+    from workflows.store import ValidationStore, job_store
 
-    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax)
+    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start)
     settings = StoreSettings.from_env(**store_options)
     logging.getLogger("jobflow").setLevel(logging.INFO)
     with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
@@ -177,12 +182,13 @@ def store_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> None:
     docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, store_args(args), args.checkpoint,
-                          args.device, not args.no_unrelaxed_start, args.fmax)
+                          args.device, not args.no_unrelaxed_start, args.fmax, args.start)
     report(docs, args.json_out, args.plot)
 
 
 def _results(args: argparse.Namespace) -> None:
-    from workflows.store import StoreSettings, ValidationStore, open_database
+    from workflows.db_server import StoreSettings, open_database
+    from workflows.store import ValidationStore
 
     settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:

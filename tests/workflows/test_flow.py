@@ -29,23 +29,39 @@ def copper_file(tmp_path):
 
 def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, mongo_uri, database_name):
     store = {"uri": mongo_uri, "database": database_name}
-    docs = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu")
+    docs = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu", start="prediction")
     assert sorted(d["defect_name"] for d in docs) == ["Ni_Cu", "v_Cu"]
     for doc in docs:
-        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_2d@")
+        assert doc["start"] == "prediction" and doc["in_domain"] is False  # forced: bulk Cu is out of domain
+        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_2d_v2@")
         assert doc["steps_from_prediction"] >= 1 and doc["steps_from_unrelaxed"] >= 1
         assert doc["energy_from_prediction"] is not None and doc["energy_from_unrelaxed"] is not None
         assert doc["same_minimum"] is not None and doc["max_final_displacement"] is not None
         assert doc["prediction_mae"] is not None and doc["unrelaxed_mae"] is not None
         assert doc["relaxer_settings"]["relax_cell"] is False
+        assert doc["relaxer_settings"]["force_field"] == "EMT"  # the potential that ran, not "MLFF.Forcefield"
         assert doc["converged_from_prediction"] is True and doc["converged_from_unrelaxed"] is True
         assert doc["num_atoms"] == (26 if doc["defect_name"] == "v_Cu" else 27)
     vacancy = next(d for d in docs if d["defect_name"] == "v_Cu")
     assert vacancy["steps_from_unrelaxed"] > 2  # neighbours of a vacancy in Cu do move under EMT
-    again = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu")
+    again = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu", start="prediction")
     assert len(again) == 2
     with ValidationStore(mongo_uri, database_name) as validation:
         assert validation.count() == 2
+
+
+def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(copper_file, mongo_uri, database_name):
+    from workflows.results import summarize
+
+    docs = run_validation([copper_file], CU_SETTINGS, "emt", {"uri": mongo_uri, "database": database_name},
+                          device="cpu")
+    assert len(docs) == 2
+    for doc in docs:
+        assert doc["start"] == "unrelaxed" and doc["start_policy"] == "auto" and doc["in_domain"] is False
+        assert any("Cu" in reason for reason in doc["domain_reasons"])
+        assert any("bulk host" in reason for reason in doc["domain_reasons"])
+        assert doc["steps_from_prediction"] is None and doc["steps_from_unrelaxed"] >= 1
+    assert summarize(docs)[0]["n_out_of_domain"] == 2
 
 
 def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name):
@@ -54,6 +70,7 @@ def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name):
     docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
                           device="cpu", unrelaxed_start=False)
     assert len(docs) == 1
+    assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction" and docs[0]["domain_reasons"] == []
     assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
     assert docs[0]["mae_reference"] == "prediction"
 
@@ -102,7 +119,7 @@ def test_validation_document_detects_different_minima():
     case = single_defects(host_id, host, np.diag([2, 2, 2]))[0]
     moved = case.structure.copy()
     moved.translate_sites([0], [0.3, 0, 0], frac_coords=False)
-    predicted = PredictedCase(case_id=case.case_id, structure=case.structure, mean_displacement=0.0)
+    predicted = PredictedCase(case_id=case.case_id, structure=case.structure, mean_displacement=0.0, in_domain=True)
     a = RelaxationSummary(ionic_steps=3, energy=-10.0, structure=case.structure)
     b = RelaxationSummary(ionic_steps=30, energy=-10.0, structure=moved)
     doc = validation_document(case, predicted, 0.1, "ckpt", "emt", {}, a, b)

@@ -44,7 +44,7 @@ def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys)
     mos2 = next(r for r in rows if r["host"] == "MoS2-1L")
     assert set(mos2) == {"host", "relaxer", "n", "median_steps_from_prediction", "median_steps_from_unrelaxed",
                          "mean_steps_from_prediction", "mean_steps_from_unrelaxed", "saving_percent",
-                         "n_same_minimum", "mean_prediction_mae"}
+                         "n_same_minimum", "mean_prediction_mae", "n_out_of_domain"}
     assert mos2["n"] == 3 and mos2["saving_percent"] == pytest.approx(60.0) and mos2["n_same_minimum"] == 2
     assert plot.stat().st_size > 5_000
 

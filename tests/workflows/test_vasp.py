@@ -92,7 +92,8 @@ def test_incar_updates_win(tmp_path: Path, predicted_defect: Structure) -> None:
     assert incar["NSW"] == 50
     assert incar["ISIF"] == 2
     settings = relaxer_settings("vasp", relax_maker("vasp", incar_updates=updates))
-    assert settings["incar"]["ENCUT"] == 400
+    assert settings["incar_updates"]["ENCUT"] == 400
+    assert settings["fmax"] == 0.01  # the stored criterion is the one that runs, not the fmax shortcut
 
 
 def test_stand_in_outputs_parse(tmp_path: Path, predicted_defect: Structure) -> None:

@@ -1,0 +1,56 @@
+"""Faults and reruns: failed relaxations leave documents with their errors; a rerun redoes only those."""
+
+from __future__ import annotations
+
+from jobflow import run_locally
+from pymatgen.core import Lattice, Structure
+
+from workflows.enumeration_settings import EnumerationSettings
+from workflows.flows import DefectValidationMaker
+from workflows.jobs import DefiNetPredictMaker
+from workflows.store import ValidationStore, job_store
+
+# EMT (ASE) has no parameters for Zn: that relaxation raises inside the real atomate2 job.
+SETTINGS = EnumerationSettings(mode="single", supercell_matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]],
+                               substitutions={"Cu": ["Ni", "Zn"]})
+
+
+def run_flow(mongo_uri: str, database: str, tmp_path, **maker_options) -> None:
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
+    maker = DefectValidationMaker(relaxer="emt", enumeration=SETTINGS, predict_maker=DefiNetPredictMaker(device="cpu"),
+                                  **maker_options)
+    run_locally(maker.make([("Cu", host)]), store=job_store(mongo_uri, database), ensure_success=False, log=False,
+                root_dir=tmp_path, create_folders=True)
+
+
+def test_a_failed_relaxation_is_stored_with_its_error_and_only_it_is_rerun(mongo_uri, database_name, tmp_path):
+    run_flow(mongo_uri, database_name, tmp_path)
+    with ValidationStore(mongo_uri, database_name) as store:
+        docs = {d["defect_name"]: d for d in store.query()}
+    assert sorted(docs) == ["Ni_Cu", "Zn_Cu", "v_Cu"]
+    failed = docs["Zn_Cu"]
+    assert failed["status"] == "failed" and failed["steps_from_unrelaxed"] is None
+    assert failed["errors"] == ["relaxation from the unrelaxed cell failed: its job gave no output (the job log "
+                                "or the FireWorks launch holds the traceback)"]
+    assert all(docs[name]["status"] == "complete" and docs[name]["errors"] == [] for name in ("Ni_Cu", "v_Cu"))
+
+    run_flow(mongo_uri, database_name, tmp_path)  # again: only the failed case is relaxed and recorded
+    with ValidationStore(mongo_uri, database_name) as store:
+        again = {d["defect_name"]: d for d in store.query()}
+        assert store.count() == 3
+    for name in ("Ni_Cu", "v_Cu"):
+        assert again[name]["created_at"] == docs[name]["created_at"]  # untouched
+    assert again["Zn_Cu"]["created_at"] > failed["created_at"] and again["Zn_Cu"]["status"] == "failed"
+
+
+def test_other_settings_are_not_taken_for_done(mongo_uri, database_name, tmp_path):
+    run_flow(mongo_uri, database_name, tmp_path, start="unrelaxed")
+    with ValidationStore(mongo_uri, database_name) as store:
+        first = {d["defect_name"]: d["created_at"] for d in store.query()}
+    run_flow(mongo_uri, database_name, tmp_path, start="prediction", unrelaxed_start=False)
+    with ValidationStore(mongo_uri, database_name) as store:
+        docs = store.query()
+    assert len(docs) == 3
+    ni = next(d for d in docs if d["defect_name"] == "Ni_Cu")
+    assert ni["start_policy"] == "prediction" and ni["created_at"] > first["Ni_Cu"]
+    assert ni["steps_from_prediction"] >= 1 and ni["steps_from_unrelaxed"] is None
