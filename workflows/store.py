@@ -8,13 +8,15 @@ embedded SecantusDB server) is :mod:`workflows.db_server`.
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+from jobflow import JobStore
 
 from workflows.db_server import DefiNetStoreError, mask_uri, one_line
 
 if TYPE_CHECKING:
-    from jobflow import JobStore
     from maggma.stores import MongoStore
 
 VALIDATION_KEY = ("case_id", "relaxer", "checkpoint")
@@ -22,14 +24,49 @@ JOBS_COLLECTION = "jobs"
 BLOBS_COLLECTION = "outputs_blobs"
 
 
-def job_store(uri: str, database: str) -> JobStore:
-    """A jobflow JobStore: documents in ``jobs``; large objects (store ``data``) in GridFS ``outputs_blobs``."""
-    from jobflow import JobStore
-    from maggma.stores import GridFSStore, MongoStore
+URI_ENV = "DEFINET_MONGO_URI"
+"""Environment variable that holds the MongoDB URI (and any password) on every machine."""
 
-    docs = MongoStore(database, JOBS_COLLECTION, uri=uri)
-    blobs = GridFSStore(database, BLOBS_COLLECTION, uri=uri, compression=True)
-    return JobStore(docs, additional_stores={"data": blobs})
+
+def job_store(uri: str, database: str) -> DefiNetJobStore:
+    """A jobflow JobStore: documents in ``jobs``; large objects (store ``data``) in GridFS ``outputs_blobs``."""
+    return DefiNetJobStore(database, uri)
+
+
+def _has_password(uri: str) -> bool:
+    return mask_uri(uri) != uri
+
+
+class DefiNetJobStore(JobStore):
+    """jobflow's JobStore on one MongoDB database, whose serialised form never holds a password.
+
+    FireWorks stores the JobStore inside every Firework it submits. A URI without credentials is kept
+    as it is; a URI with a password is replaced by the name of the environment variable that holds it
+    (``DEFINET_MONGO_URI``), which each worker reads when it loads the Firework.
+    """
+
+    def __init__(self, database: str, uri: str | None = None, uri_env: str = URI_ENV) -> None:
+        from maggma.stores import GridFSStore, MongoStore
+
+        uri = uri or os.environ.get(uri_env)
+        if not uri:
+            raise DefiNetStoreError(f"JobStore of database {database!r}: set {uri_env} to the MongoDB URI "
+                                    "on this machine (the submitted workflow does not carry passwords)")
+        self.database, self.uri, self.uri_env = database, uri, uri_env
+        super().__init__(MongoStore(database, JOBS_COLLECTION, uri=uri),
+                         additional_stores={"data": GridFSStore(database, BLOBS_COLLECTION, uri=uri, compression=True)})
+
+    def as_dict(self) -> dict[str, Any]:
+        """MSON dict: the database, and the URI only when it holds no password (else the variable's name)."""
+        values = {"database": self.database, "uri_env": self.uri_env}
+        if not _has_password(self.uri):
+            values["uri"] = self.uri
+        return {"@module": type(self).__module__, "@class": type(self).__name__, **values}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DefiNetJobStore:
+        """Inverse of ``as_dict`` (reads the URI from the environment when it was not serialised)."""
+        return cls(d["database"], d.get("uri"), d.get("uri_env", URI_ENV))
 
 
 class ValidationStore:
