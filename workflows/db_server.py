@@ -357,6 +357,8 @@ class _Embedded:
     users: int = 1
 
 
+EMBEDDED_WAIT_S = float(os.environ.get("DEFINET_DB_WAIT_S", 3600))
+"""How long a definet process waits for another one's embedded server to release the data directory."""
 _EMBEDDED: dict[Path, _Embedded] = {}
 _EMBEDDED_LOCK = threading.Lock()
 
@@ -370,38 +372,52 @@ def _acquire_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
         if held is not None:
             held.users += 1
             return held.record.uri, lambda: _release_embedded(data_dir)
-        with _dir_lock(data_dir):
-            record = _live_record(data_dir)
-            if record is not None:
+        deadline, told = time.monotonic() + EMBEDDED_WAIT_S, False
+        while True:  # another process's embedded server holds the directory: wait for it to finish
+            with _dir_lock(data_dir):
+                record = _live_record(data_dir)
+                if record is None:
+                    return _start_embedded(data_dir)
                 if record.mode == "daemon":
                     return record.uri, lambda: None
+            if time.monotonic() > deadline:
                 raise DefiNetStoreError(f"{data_dir} is in use by the embedded server of definet process "
-                                        f"{record.pid}; wait for it, or share one server with `definet db start`")
-            from secantus import SecantusDBServer
+                                        f"{record.pid} for more than {EMBEDDED_WAIT_S:.0f} s; share one server "
+                                        "with `definet db start`")
+            if not told:
+                told = True
+                print(f"definet: waiting for definet process {record.pid}, which holds the embedded server of "
+                      f"{data_dir} (`definet db start` lets several processes share one)", file=sys.stderr)
+            time.sleep(1.0)
 
-            storage = data_dir / STORAGE_NAME
-            storage.mkdir(exist_ok=True)
-            try:
-                server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage),
-                                          enable_test_commands=False)
-            except Exception as exc:  # WiredTiger refuses a directory another process has open
-                raise DefiNetStoreError(f"cannot open the SecantusDB data in {storage}: "
-                                        f"{one_line(str(exc), 160)}") from None
-            try:
-                server.start()
-            except OSError as exc:
-                stop_in_process_server(server)
-                raise DefiNetStoreError(f"cannot start SecantusDB on 127.0.0.1: {exc}") from None
-            host, port = server.address
-            record = ServerRecord(pid=os.getpid(), host=host, port=port, uri=server.uri,
-                                  storage_path=str(storage), mode="embedded", started=_now())
-            try:
-                _write_record(data_dir, record)
-            except OSError:
-                stop_in_process_server(server)
-                raise
-            _EMBEDDED[data_dir] = _Embedded(server, record)
-            return record.uri, lambda: _release_embedded(data_dir)
+
+def _start_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
+    """Start an in-process server on ``data_dir`` (the caller holds both locks); its URI and its release."""
+    from secantus import SecantusDBServer
+
+    storage = data_dir / STORAGE_NAME
+    storage.mkdir(exist_ok=True)
+    try:
+        server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage),
+                                  enable_test_commands=False)
+    except Exception as exc:  # WiredTiger refuses a directory another process has open
+        raise DefiNetStoreError(f"cannot open the SecantusDB data in {storage}: "
+                                f"{one_line(str(exc), 160)}") from None
+    try:
+        server.start()
+    except OSError as exc:
+        stop_in_process_server(server)
+        raise DefiNetStoreError(f"cannot start SecantusDB on 127.0.0.1: {exc}") from None
+    host, port = server.address
+    record = ServerRecord(pid=os.getpid(), host=host, port=port, uri=server.uri,
+                          storage_path=str(storage), mode="embedded", started=_now())
+    try:
+        _write_record(data_dir, record)
+    except OSError:
+        stop_in_process_server(server)
+        raise
+    _EMBEDDED[data_dir] = _Embedded(server, record)
+    return record.uri, lambda: _release_embedded(data_dir)
 
 
 def _release_embedded(data_dir: Path) -> None:

@@ -135,3 +135,25 @@ def test_db_cli_start_status_stop(tmp_path: Path, capsys: pytest.CaptureFixture[
         assert "not running" in run("db", "stop")
     finally:
         stop_server(data_dir)
+
+
+def test_two_runs_on_one_embedded_data_directory_both_finish_without_duplicates(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pymatgen.core import Lattice, Structure
+
+    host = tmp_path / "Cu.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).to(filename=str(host))
+    command = [sys.executable, "-m", "workflows.cli", "run", "--host", str(host), "--relaxer", "emt",
+               "--supercell", "2", "2", "2", "--substitute", "Cu=Ni", "--device", "cpu",
+               "--data-dir", str(tmp_path / "db")]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-500:] for _, err in outputs]
+    assert sum("waiting for definet process" in err for _, err in outputs) == 1
+    settings = StoreSettings(uri=None, database="definet", data_dir=tmp_path / "db")
+    with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
+        docs = store.query()
+    assert sorted(d["defect_name"] for d in docs) == ["Ni_Cu", "v_Cu"]
