@@ -144,7 +144,7 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
     from jobflow import run_locally
 
-    from workflows.db_server import StoreSettings, open_database
+    from workflows.db_server import DefiNetStoreError, StoreSettings, check_reachable, open_database
     from workflows.store import ValidationStore, job_store
 
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start)
@@ -154,6 +154,11 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
         # each job runs in its own folder; everything worth keeping goes to the database
         run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
                     root_dir=work_dir, create_folders=True)
+        try:  # jobs that could not write their outputs fail quietly in run_locally: say why, in one line
+            check_reachable(uri, settings.timeout_ms)
+        except DefiNetStoreError as exc:
+            raise DefiNetStoreError(f"{exc}; the database went away during the run: bring it back and run the "
+                                    "same command again (completed cases are kept and not redone)") from None
         with ValidationStore(uri, settings.database) as store:
             docs = store.query(hosts=host_ids, relaxers=[relaxer])
     if not docs:

@@ -24,6 +24,8 @@ JOBS_COLLECTION = "jobs"
 BLOBS_COLLECTION = "outputs_blobs"
 
 
+SERVER_TIMEOUT_MS = 10_000
+"""How long a job waits for an unanswering server before it fails (pymongo's default is 30 s)."""
 URI_ENV = "DEFINET_MONGO_URI"
 """Environment variable that holds the MongoDB URI (and any password) on every machine."""
 
@@ -53,8 +55,10 @@ class DefiNetJobStore(JobStore):
             raise DefiNetStoreError(f"JobStore of database {database!r}: set {uri_env} to the MongoDB URI "
                                     "on this machine (the submitted workflow does not carry passwords)")
         self.database, self.uri, self.uri_env = database, uri, uri_env
-        super().__init__(MongoStore(database, JOBS_COLLECTION, uri=uri),
-                         additional_stores={"data": GridFSStore(database, BLOBS_COLLECTION, uri=uri, compression=True)})
+        fail_fast = {"serverSelectionTimeoutMS": SERVER_TIMEOUT_MS}  # a server gone away fails a job in seconds
+        super().__init__(MongoStore(database, JOBS_COLLECTION, uri=uri, mongoclient_kwargs=fail_fast),
+                         additional_stores={"data": GridFSStore(database, BLOBS_COLLECTION, uri=uri, compression=True,
+                                                                mongoclient_kwargs=fail_fast)})
 
     def as_dict(self) -> dict[str, Any]:
         """MSON dict: the database, and the URI only when it holds no password (else the variable's name)."""
@@ -82,7 +86,8 @@ class ValidationStore:
         self.uri = uri
         self.database = database
         self.collection = collection
-        self.store: MongoStore = MongoStore(database, collection, uri=uri, key=VALIDATION_KEY[0])
+        self.store: MongoStore = MongoStore(database, collection, uri=uri, key=VALIDATION_KEY[0],
+                                            mongoclient_kwargs={"serverSelectionTimeoutMS": SERVER_TIMEOUT_MS})
         self._connected = False
 
     def connect(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
 
@@ -13,6 +14,8 @@ from workflows.store import ValidationStore, job_store
 # EMT (ASE) has no parameters for Zn: that relaxation raises inside the real atomate2 job.
 SETTINGS = EnumerationSettings(mode="single", supercell_matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]],
                                substitutions={"Cu": ["Ni", "Zn"]})
+NICKEL = EnumerationSettings(mode="single", supercell_matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]],
+                             substitutions={"Cu": ["Ni"]})
 
 
 def run_flow(mongo_uri: str, database: str, tmp_path, **maker_options) -> None:
@@ -54,3 +57,44 @@ def test_other_settings_are_not_taken_for_done(mongo_uri, database_name, tmp_pat
     ni = next(d for d in docs if d["defect_name"] == "Ni_Cu")
     assert ni["start_policy"] == "prediction" and ni["created_at"] > first["Ni_Cu"]
     assert ni["steps_from_prediction"] >= 1 and ni["steps_from_unrelaxed"] is None
+
+
+def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_completes(tmp_path, monkeypatch):
+    from secantus import SecantusDBServer
+
+    import workflows.jobs
+    from definet_core.errors import DefiNetInputError
+    from workflows.db_server import stop_in_process_server
+    from workflows.run_cli import run_validation
+
+    storage = tmp_path / "db"
+    storage.mkdir()
+    server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage))
+    server.start()
+    host = tmp_path / "Cu.cif"
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).to(filename=str(host))
+    real_summary = workflows.jobs.summarize_relaxation
+
+    stopped = []
+
+    def server_dies(task_doc):  # the server stops while the record job runs
+        if not stopped:
+            stopped.append(stop_in_process_server(server))
+        return real_summary(task_doc)
+
+    monkeypatch.setattr(workflows.jobs, "summarize_relaxation", server_dies)
+    options = {"uri": server.uri, "database": "definet"}
+    with pytest.raises(DefiNetInputError) as info:
+        run_validation([str(host)], NICKEL, "emt", options, device="cpu")
+    message = str(info.value)
+    assert "went away during the run" in message and "\n" not in message
+
+    monkeypatch.setattr(workflows.jobs, "summarize_relaxation", real_summary)
+    again = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage))
+    again.start()
+    try:
+        docs = run_validation([str(host)], NICKEL, "emt", {"uri": again.uri, "database": "definet"}, device="cpu")
+        assert sorted(d["defect_name"] for d in docs) == ["Ni_Cu", "v_Cu"]
+        assert all(d["status"] == "complete" for d in docs)
+    finally:
+        stop_in_process_server(again)
