@@ -31,6 +31,10 @@ DIMENSIONALITY = {0: "bulk", 1: "2D", 2: "1D", 3: "0D"}
 """Host kind by the number of lattice directions with vacuum."""
 
 
+COVALENT_RADII = np.array([1.5] + [CovalentRadius.radius.get(Element.from_Z(z).symbol, 1.5) for z in range(1, 119)])
+"""Covalent radius (A) by atomic number (1.5 A where pymatgen has none)."""
+
+
 @dataclass(frozen=True)
 class Domain:
     """What a checkpoint was trained on (stored in the checkpoint as a plain dict)."""
@@ -119,7 +123,7 @@ def geometry_reasons(graph: Data, predicted: torch.Tensor, domain: Domain) -> li
     src, dst = src[real], dst[real]
     shift = graph.edge_image.double().numpy()[real] @ graph.cell[0].double().numpy()
     distance = np.linalg.norm(pos[src] + shift - pos[dst], axis=1)
-    radii = np.array([CovalentRadius.radius.get(Element.from_Z(int(z)).symbol, 1.5) for z in graph.z.tolist()])
+    radii = COVALENT_RADII[graph.z.numpy()]
     limit = MIN_CONTACT_FRACTION * (radii[src] + radii[dst])
     closest = int(np.argmin(distance / limit)) if len(distance) else None
     if closest is not None and distance[closest] < limit[closest]:
