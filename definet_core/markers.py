@@ -116,7 +116,8 @@ def pristine_supercell(host: Structure, supercell_lattice: Lattice, matrix: np.n
         matrix = infer_supercell_matrix(host.lattice, supercell_lattice, name)
     pristine = host.copy()
     pristine.remove_oxidation_states()
-    pristine.make_supercell(np.asarray(matrix))
+    if not np.array_equal(np.asarray(matrix), np.eye(3)):  # the host may already be the pristine supercell
+        pristine.make_supercell(np.asarray(matrix))
     if np.allclose(pristine.lattice.matrix, supercell_lattice.matrix, atol=1e-6):
         return pristine
     cart = pristine.cart_coords

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,9 @@ from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph
 from definet_core.markers import MATCH_TOLERANCE, defect_nodes
 
+EDGE_KEYS = ("edge_index", "edge_image")
+"""The edge tensors of a defect graph: most of its memory, needed only by the model and the verdict."""
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -26,7 +29,8 @@ class Prediction:
     structure: Structure
     """Predicted relaxed structure: the input's lattice, species and site order."""
     graph: Data
-    """The defect graph the model read (markers, vacancy nodes)."""
+    """The defect graph the model read (markers, vacancy nodes). Graphs that ``Predictor.predictions`` built
+    itself come without their edges (``EDGE_KEYS``), which are dropped once the batch is judged."""
     verdict: Verdict
     """Whether the prediction may be used as a relaxation start (``definet_core.applicability``)."""
 
@@ -60,19 +64,30 @@ class Predictor:
             raise DefiNetInputError(f"{name}: element(s) {symbols} not covered by the model's element embedding")
         return build_graph(nodes, self.config.radius, self.config.max_neighbors)
 
+    def _batches(self, count: int, progress: str | None) -> Iterator[slice]:
+        """Slices of ``batch_size`` items over ``count`` items, with a progress bar labelled ``progress``."""
+        starts = range(0, count, self.batch_size)
+        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
+            yield slice(start, start + self.batch_size)
+
     @torch.no_grad()
+    def _positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
+        """Predicted positions of every node of one batch of graphs, one tensor per graph."""
+        batch = Batch.from_data_list(list(graphs)).to(self.device)
+        positions = self.model(batch).double().cpu()
+        return list(positions.split(batch.ptr.diff().tolist()))
+
+    def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
+        """Predictions of one batch: structures written back and the verdict on each."""
+        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain))
+                for s, g, p in zip(structures, graphs, self._positions(graphs), strict=True)]
+
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
         """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.
 
         ``progress`` is the label of a progress bar over batches (none when ``None``).
         """
-        results: list[torch.Tensor] = []
-        starts = range(0, len(graphs), self.batch_size)
-        for start in tqdm(starts, desc=progress, disable=progress is None, leave=False):
-            batch = Batch.from_data_list(list(graphs[start:start + self.batch_size])).to(self.device)
-            positions = self.model(batch).double().cpu()
-            results.extend(positions.split(batch.ptr.diff().tolist()))
-        return results
+        return [p for part in self._batches(len(graphs), progress) for p in self._positions(graphs[part])]
 
     def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
                     supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,
@@ -80,20 +95,28 @@ class Predictor:
         """One ``Prediction`` per input: the structure, the defect graph (its markers) and the domain verdict.
 
         ``host`` is one host (unit cell or pristine supercell) for all structures or one per structure.
+        Streams: the graphs of one batch are built, predicted and judged, then lose their edges, so memory
+        holds one batch of full graphs besides the predictions.
         """
         hosts = [host] * len(structures) if isinstance(host, Structure) else list(host)
         if len(hosts) != len(structures):
             raise DefiNetInputError(f"hosts: {len(hosts)} hosts given for {len(structures)} structures")
         names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
-        graphs = [self.graph(s, h, supercell_matrix, n) for s, h, n in zip(structures, hosts, names, strict=True)]
-        return self.predictions_from_graphs(structures, graphs, progress)
+        results: list[Prediction] = []
+        for part in self._batches(len(structures), progress):
+            graphs = [self.graph(s, h, supercell_matrix, n)
+                      for s, h, n in zip(structures[part], hosts[part], names[part], strict=True)]
+            judged = self._judged(structures[part], graphs)
+            for prediction in judged:
+                without_edges(prediction.graph)
+            results.extend(judged)
+        return results
 
     def predictions_from_graphs(self, structures: Sequence[Structure], graphs: Sequence[Data],
                                 progress: str | None = None) -> list[Prediction]:
-        """Predictions for structures whose graphs (``graph``) are already built, in batches."""
-        positions = self.predict_graphs(graphs, progress)
-        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain))
-                for s, g, p in zip(structures, graphs, positions, strict=True)]
+        """Predictions for structures whose graphs (``graph``) are already built, in batches; graphs kept whole."""
+        return [prediction for part in self._batches(len(graphs), progress)
+                for prediction in self._judged(structures[part], graphs[part])]
 
     def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
                 supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:
@@ -115,3 +138,10 @@ def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> S
     coords[site_index[atoms]] = positions.numpy()[atoms]
     return Structure(original.lattice, original.species, coords, coords_are_cartesian=True,
                      site_properties=original.site_properties or None)
+
+
+def without_edges(graph: Data) -> Data:
+    """``graph`` with its edge tensors (``EDGE_KEYS``) removed in place; nodes, markers and cell stay."""
+    for key in EDGE_KEYS:
+        del graph[key]
+    return graph

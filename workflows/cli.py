@@ -8,6 +8,7 @@ import warnings
 from importlib.metadata import entry_points
 
 from definet_core.cli import add_core_commands, run_handler
+from workflows.dataset_cli import add_dataset_commands
 from workflows.db_cli import add_db_commands
 from workflows.run_cli import add_run_commands
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_commands(subparsers)
     add_core_commands(subparsers)
     add_db_commands(subparsers)
+    add_dataset_commands(subparsers)
     for plugin in entry_points(group="definet.commands"):  # e.g. `submit` from the launchpad package
         plugin.load()(subparsers)
     return parser

@@ -45,6 +45,7 @@ class RelaxationSummary(BaseModel):
     converged: bool | None = None
     seconds: float | None = None
     structure: Structure
+    forces: list[list[float]] | None = Field(None, description="final forces (eV/A), when the relaxer reports them")
 
 
 class ValidationDocument(BaseModel):
@@ -93,3 +94,42 @@ class ValidationDocument(BaseModel):
     def key(self) -> dict[str, str]:
         """The document's unique key."""
         return {"case_id": self.case_id, "relaxer": self.relaxer, "checkpoint": self.checkpoint}
+
+
+class DatasetDocument(BaseModel):
+    """One generated structure of a dataset recipe, relaxed once (from DefiNet's prediction or the unrelaxed cell).
+
+    Unique on (recipe, structure_id, relaxer, start). A failed relaxation is stored with ``status`` failed
+    and its ``errors``; unconverged relaxations are stored with ``converged`` False.
+    """
+
+    recipe: str
+    recipe_hash: str = Field(description="content hash of the recipe's generation fields")
+    structure_id: str
+    host_id: str
+    supercell_matrix: list[list[int]]
+    defects: list[dict[str, Any]]
+    defect_name: str
+    formula: str
+    num_atoms: int
+    relaxer: str
+    relaxer_settings: dict[str, Any]
+    start: str = Field(description="prediction or unrelaxed: where the relaxation started")
+    checkpoint: str | None = Field(None, description="the checkpoint that predicted the start (start prediction)")
+    in_domain: bool | None = None
+    status: str = Field("complete", description="complete, or failed (see errors)")
+    errors: list[str] = Field(default_factory=list)
+    unrelaxed_structure: dict[str, Any]
+    start_structure: dict[str, Any] | None = Field(None, description="the prediction, when it was the start")
+    relaxed_structure: dict[str, Any] | None = None
+    ionic_steps: int | None = None
+    energy: float | None = Field(None, description="final total energy (eV)")
+    forces: list[list[float]] | None = Field(None, description="final forces (eV/A)")
+    max_force: float | None = Field(None, description="largest final force norm (eV/A)")
+    converged: bool | None = None
+    relax_seconds: float | None = None
+    prediction_seconds_per_structure: float | None = None
+    prediction_mae: float | None = Field(None, description="mean |dx|,|dy|,|dz| of the prediction vs relaxed (A)")
+    unrelaxed_mae: float | None = Field(None, description="the same for the unrelaxed structure (A)")
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    definet_version: str = ""

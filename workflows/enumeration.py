@@ -325,6 +325,76 @@ def _canonical(perms: np.ndarray, sites: np.ndarray, codes: np.ndarray) -> tuple
     return tuple(images[np.lexsort(images.T[::-1])[0]].tolist())
 
 
+Plan = dict[str, list[tuple[str | None, int]]]
+"""Defects of one configuration per host element: [(new species, or None for a vacancy, number of sites)]."""
+
+
+class DenseSampler:
+    """Seeded draws of many-defect configurations in one pristine supercell, symmetry-equivalent draws skipped.
+
+    The supercell's site permutations are computed once; every configuration drawn (whatever its plan)
+    is remembered by its canonical form, so :meth:`draw` never returns two equivalent configurations.
+    """
+
+    def __init__(self, host_id: str, host: Structure, supercell_matrix: np.ndarray) -> None:
+        self.host_id = host_id
+        self.host = _clean(host, host_id)
+        self.matrix = choose_supercell(self.host, supercell_matrix)
+        self.pristine = _pristine(self.host, self.matrix)
+        self.symbols = np.array([site.specie.symbol for site in self.pristine])
+        self._perms: np.ndarray | None = None
+        self._seen: set[tuple[int, ...]] = set()
+
+    def sites(self, element: str) -> int:
+        """Number of sites of a host element in the supercell (one-line error when it is not in the host)."""
+        return int((self.symbols == _host_element(element, self.host, self.host_id, "defect element")).sum())
+
+    def plan(self, vacancies: dict[str, int | float] | None = None,
+             substitutions: dict[str, dict[str, int | float]] | None = None) -> Plan:
+        """Validated plan from counts or densities (see :func:`dense_defects`); one-line errors for bad input."""
+        host, host_id = self.host, self.host_id
+        plan: Plan = {}
+        for el, value in (vacancies or {}).items():
+            n_sites = int((self.symbols == _host_element(el, host, host_id, "vacancy element")).sum())
+            plan.setdefault(el, []).append((None, _count(value, n_sites, host_id, f"{el} vacancy")))
+        for el, news in (substitutions or {}).items():
+            n_sites = int((self.symbols == _host_element(el, host, host_id, "substituted element")).sum())
+            for new, value in sorted(news.items()):
+                if _element(new, host_id, "substituent") == el:
+                    raise DefiNetInputError(f"host {host_id}: substitution {el} -> {new} does not change the element")
+                plan.setdefault(el, []).append((new, _count(value, n_sites, host_id, f"{el}->{new} substitution")))
+        plan = {el: [(new, n) for new, n in items if n > 0] for el, items in sorted(plan.items())}
+        if not any(plan.values()):
+            raise DefiNetInputError(f"host {host_id}: no defects requested (vacancies {vacancies or {}}, "
+                                    f"substitutions {substitutions or {}})")
+        for el, items in plan.items():
+            wanted, available = sum(n for _, n in items), self.sites(el)
+            if wanted > available:
+                raise DefiNetInputError(f"host {host_id}: {wanted} {el} defects requested but the supercell "
+                                        f"{self.matrix.tolist()} has only {available} {el} sites")
+        return plan
+
+    def draw(self, plan: Plan, rng: np.random.Generator) -> DefectCase | None:
+        """One configuration of ``plan`` drawn with ``rng``; None when it is equivalent to one drawn before."""
+        if self._perms is None:
+            self._perms = _site_permutations(self.pristine)
+        chosen: list[tuple[int, str | None]] = []
+        for el, items in plan.items():
+            picked = rng.choice(np.flatnonzero(self.symbols == el), size=sum(n for _, n in items),
+                                replace=False).tolist()
+            for new, n in items:
+                chosen += [(i, new) for i in picked[:n]]
+                picked = picked[n:]
+        sites = np.array([i for i, _ in chosen])
+        codes = np.array([0 if new is None else Element(new).Z for _, new in chosen])
+        key = _canonical(self._perms, sites, codes)
+        if key in self._seen:
+            return None
+        self._seen.add(key)
+        specs = [_spec("vacancy" if new is None else "substitution", self.pristine, i, new) for i, new in chosen]
+        return _make_case(self.host_id, self.matrix, self.pristine, specs)
+
+
 def dense_defects(host_id: str, host: Structure, supercell_matrix: np.ndarray, n_configs: int,
                   vacancies: dict[str, int | float] | None = None,
                   substitutions: dict[str, dict[str, int | float]] | None = None, seed: int = 0) -> list[DefectCase]:
@@ -336,52 +406,16 @@ def dense_defects(host_id: str, host: Structure, supercell_matrix: np.ndarray, n
     are symmetry-equivalent (under the pristine supercell's space group) to an earlier one are skipped, so
     fewer than ``n_configs`` cases come back when fewer distinct configurations exist.
     """
-    host = _clean(host, host_id)
-    matrix = choose_supercell(host, supercell_matrix)
+    sampler = DenseSampler(host_id, host, supercell_matrix)
     if isinstance(n_configs, bool) or not isinstance(n_configs, numbers.Integral) or n_configs < 1:
         raise DefiNetInputError(f"host {host_id}: n_configs {n_configs!r} must be a positive integer")
-    pristine = _pristine(host, matrix)
-    symbols = np.array([site.specie.symbol for site in pristine])
-    # per host element: [(new species or None for a vacancy, count)]
-    plan: dict[str, list[tuple[str | None, int]]] = {}
-    for el, value in (vacancies or {}).items():
-        n_sites = int((symbols == _host_element(el, host, host_id, "vacancy element")).sum())
-        plan.setdefault(el, []).append((None, _count(value, n_sites, host_id, f"{el} vacancy")))
-    for el, news in (substitutions or {}).items():
-        n_sites = int((symbols == _host_element(el, host, host_id, "substituted element")).sum())
-        for new, value in sorted(news.items()):
-            if _element(new, host_id, "substituent") == el:
-                raise DefiNetInputError(f"host {host_id}: substitution {el} -> {new} does not change the element")
-            plan.setdefault(el, []).append((new, _count(value, n_sites, host_id, f"{el}->{new} substitution")))
-    plan = {el: [(new, n) for new, n in items if n > 0] for el, items in sorted(plan.items())}
-    if not any(plan.values()):
-        raise DefiNetInputError(f"host {host_id}: no defects requested (vacancies {vacancies or {}}, "
-                                f"substitutions {substitutions or {}})")
-    sites_of = {el: np.flatnonzero(symbols == el) for el in plan}
-    for el, items in plan.items():
-        wanted = sum(n for _, n in items)
-        if wanted > len(sites_of[el]):
-            raise DefiNetInputError(f"host {host_id}: {wanted} {el} defects requested but the supercell "
-                                    f"{matrix.tolist()} has only {len(sites_of[el])} {el} sites")
-    perms = _site_permutations(pristine)
+    plan = sampler.plan(vacancies, substitutions)
     rng = np.random.default_rng(seed)
-    seen: set[tuple[int, ...]] = set()
     cases: list[DefectCase] = []
     for _ in range(max(1000, 50 * n_configs)):
-        chosen: list[tuple[int, str | None]] = []
-        for el, items in plan.items():
-            picked = rng.choice(sites_of[el], size=sum(n for _, n in items), replace=False).tolist()
-            for new, n in items:
-                chosen += [(i, new) for i in picked[:n]]
-                picked = picked[n:]
-        sites = np.array([i for i, _ in chosen])
-        codes = np.array([0 if new is None else Element(new).Z for _, new in chosen])
-        key = _canonical(perms, sites, codes)
-        if key in seen:
-            continue
-        seen.add(key)
-        specs = [_spec("vacancy" if new is None else "substitution", pristine, i, new) for i, new in chosen]
-        cases.append(_make_case(host_id, matrix, pristine, specs))
-        if len(cases) == n_configs:
-            break
+        case = sampler.draw(plan, rng)
+        if case is not None:
+            cases.append(case)
+            if len(cases) == n_configs:
+                break
     return cases

@@ -1,15 +1,18 @@
-"""The defect validation flow: enumerate -> predict -> relax from both starts -> record."""
+"""The defect validation flow (enumerate -> predict -> relax from both starts -> record) and its sibling,
+the dataset flow (generate a recipe's structures -> predict -> relax from one start -> record)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobflow import Flow, Maker
+from jobflow import Flow, Job, Maker
 from pymatgen.core import Structure
 
 from workflows.categories import CPU_CATEGORY, GPU_CATEGORY
+from workflows.dataset_jobs import generate_structures, relax_and_record_dataset
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.jobs import DefiNetPredictMaker, enumerate_defects, relax_and_record
+from workflows.recipes import Recipe
 from workflows.relaxers import relax_maker
 
 
@@ -40,7 +43,38 @@ class DefectValidationMaker(Maker):
                                  self.relaxer, self.unrelaxed_start, self.start)
         relax.name = "relax and record"
         relax.config.expose_store = True  # reads which cases are already complete
-        flow = Flow([cases, predict, relax], output=relax.output, name=self.name)
-        flow.update_config({"manager_config": {"_category": CPU_CATEGORY}})
-        predict.update_config({"manager_config": {"_category": GPU_CATEGORY}})
-        return flow
+        return routed(Flow([cases, predict, relax], output=relax.output, name=self.name), predict)
+
+
+def routed(flow: Flow, predict: Job) -> Flow:
+    """``flow`` with every job on CPU workers except the prediction job, which goes to GPU workers."""
+    flow.update_config({"manager_config": {"_category": CPU_CATEGORY}})
+    predict.update_config({"manager_config": {"_category": GPU_CATEGORY}})
+    return flow
+
+
+@dataclass
+class DatasetBuildMaker(Maker):
+    """Build a dataset recipe: generate -> one batched DefiNet prediction -> one relaxation per structure -> record.
+
+    Relaxations start from the prediction (``start="prediction"``) or the unrelaxed cell; each structure's
+    :class:`~workflows.documents.DatasetDocument` is upserted into the ``dataset`` collection. The same
+    worker routing as the validation flow: the prediction job on GPU workers, everything else on CPU workers.
+    """
+
+    name: str = "definet dataset"
+    relaxer: str = "chgnet"
+    relax_maker: Maker | None = None
+    predict_maker: DefiNetPredictMaker = field(default_factory=DefiNetPredictMaker)
+    start: str = "prediction"
+
+    def make(self, recipe: Recipe, host: tuple[str, Structure], structures: int | None = None) -> Flow:
+        """Flow over the recipe's first ``structures`` structures on ``host`` (its id and unit cell)."""
+        cases = generate_structures(recipe, host[0], host[1], structures)
+        cases.name = "generate structures"
+        predict = self.predict_maker.make(cases.output)
+        relax = relax_and_record_dataset(recipe, cases.output, predict.output,
+                                         self.relax_maker or relax_maker(self.relaxer), self.relaxer, self.start)
+        relax.name = "relax and record dataset"
+        relax.config.expose_store = True  # registers the ids, reads which structures are done
+        return routed(Flow([cases, predict, relax], output=relax.output, name=f"{self.name} {recipe.name}"), predict)

@@ -1,7 +1,7 @@
 """Host sources: well-known hosts built offline, structure files, and the Materials Project.
 
-Well-known hosts resolve without network: monolayer MoS2, WSe2 and hBN (the shipped model's
-domain, with the geometry of the DefiNet dataset's unit cells) and bulk Si, GaAs, GaN and MgO
+Well-known hosts resolve without network: monolayer MoS2, WSe2, hBN, GaSe, InSe and black phosphorus
+(the shipped model's domain, with the geometry of the DefiNet dataset's unit cells) and bulk Si, GaAs, GaN and MgO
 under their Materials Project ids, built with pymatgen from space group and lattice constants.
 Any other ``mp-`` id goes to the Materials Project (``mp-api``, ``MP_API_KEY``).
 """
@@ -42,6 +42,33 @@ def hbn_monolayer() -> Structure:
     return Structure(lattice, ["B", "N"], [[1 / 3, 2 / 3, 0.192681625], [2 / 3, 1 / 3, 0.192681625]])
 
 
+def _double_layer(a: float, cation: str, cation_z: tuple[float, float], anion_z: tuple[float, float],
+                  cation_xy: tuple[float, float]) -> Structure:
+    """A four-atom 2D cell with two cation and two anion planes (GaSe and InSe monolayers), c = 20 A."""
+    lattice = Lattice.from_parameters(a, a, 20.0, 90, 90, 120)
+    anion_xy = (cation_xy[1], cation_xy[0])
+    return Structure(lattice, [cation, cation, "Se", "Se"],
+                     [[*cation_xy, cation_z[0]], [*cation_xy, cation_z[1]], [*anion_xy, anion_z[0]],
+                      [*anion_xy, anion_z[1]]])
+
+
+def gase_monolayer() -> Structure:
+    """GaSe monolayer (Se-Ga-Ga-Se, a = 3.82 A, 20 A cell height), as in the DefiNet dataset."""
+    return _double_layer(3.81906671, "Ga", (0.38327267, 0.50681713), (0.56548028, 0.32460952), (2 / 3, 1 / 3))
+
+
+def inse_monolayer() -> Structure:
+    """InSe monolayer (Se-In-In-Se, a = 4.10 A, 20 A cell height), as in the DefiNet dataset."""
+    return _double_layer(4.09647352, "In", (0.52943777, 0.38773463), (0.59281346, 0.32435894), (1 / 3, 2 / 3))
+
+
+def phosphorene() -> Structure:
+    """Black phosphorus monolayer (puckered, a = 3.30 A, b = 4.60 A, 20 A cell height), as in the DefiNet dataset."""
+    y, z_low, z_high = 0.588557, 0.20912339, 0.31443551
+    return Structure(Lattice.orthorhombic(3.299918, 4.600926, 20.0), ["P"] * 4,
+                     [[0, y, z_low], [0, 1 - y, z_high], [0.5, y - 0.5, z_high], [0.5, 1.5 - y, z_low]])
+
+
 def _prototype(spacegroup: str, lattice: Lattice, species: list[str],
                coords: list[list[float]]) -> Callable[[], Structure]:
     def build() -> Structure:
@@ -62,6 +89,9 @@ KNOWN_HOSTS: dict[str, KnownHost] = {h.key: h for h in [
     KnownHost("MoS2-1L", "monolayer 2H MoS2", mos2_monolayer),
     KnownHost("WSe2-1L", "monolayer 2H WSe2", wse2_monolayer),
     KnownHost("hBN-1L", "monolayer hexagonal BN", hbn_monolayer),
+    KnownHost("GaSe-1L", "monolayer GaSe", gase_monolayer),
+    KnownHost("InSe-1L", "monolayer InSe", inse_monolayer),
+    KnownHost("BP-1L", "monolayer black phosphorus (phosphorene)", phosphorene),
     KnownHost("mp-149", "Si, diamond (Fd-3m)", _prototype("Fd-3m", Lattice.cubic(5.4687), ["Si"], [[0, 0, 0]])),
     KnownHost("mp-2534", "GaAs, zinc blende (F-43m)",
               _prototype("F-43m", Lattice.cubic(5.7504), ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]])),
@@ -71,7 +101,8 @@ KNOWN_HOSTS: dict[str, KnownHost] = {h.key: h for h in [
     KnownHost("mp-1265", "MgO, rock salt (Fm-3m)",
               _prototype("Fm-3m", Lattice.cubic(4.2576), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])),
 ]}
-ALIASES = {"MoS2": "MoS2-1L", "WSe2": "WSe2-1L", "hBN": "hBN-1L", "BN": "hBN-1L", "Si": "mp-149",
+ALIASES = {"MoS2": "MoS2-1L", "WSe2": "WSe2-1L", "hBN": "hBN-1L", "BN": "hBN-1L", "GaSe": "GaSe-1L",
+           "InSe": "InSe-1L", "BP": "BP-1L", "phosphorene": "BP-1L", "Si": "mp-149",
            "GaAs": "mp-2534", "GaN": "mp-804", "MgO": "mp-1265"}
 
 

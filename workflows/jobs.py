@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -21,10 +22,17 @@ from workflows.documents import (
 )
 from workflows.enumeration import DefectCase
 from workflows.enumeration_settings import EnumerationSettings
-from workflows.relaxers import converged, final_energy, final_structure, ionic_steps, relaxer_settings
+from workflows.relaxers import (
+    converged,
+    final_energy,
+    final_forces,
+    final_structure,
+    ionic_steps,
+    relaxer_settings,
+)
 
 
-@job
+@job(data=True)  # thousands of cases (each with its pristine supercell) exceed MongoDB's 16 MB: GridFS
 def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationSettings) -> list[DefectCase]:
     """All defect cases of all hosts, as ``settings`` asks."""
     return [case for host_id, host in hosts for case in settings.enumerate(host_id, host)]
@@ -32,16 +40,22 @@ def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationS
 
 @dataclass
 class DefiNetPredictMaker(Maker):
-    """One job that predicts the relaxed structures of all cases in batches (CUDA when available)."""
+    """One job that predicts the relaxed structures of all cases in batches (CUDA when available).
+
+    The predicted cases (a structure each: ~40 kB of JSON per 8x8 case, far past MongoDB's 16 MB document
+    limit for thousands of cases) go to the JobStore's additional store ``data`` (GridFS ``outputs_blobs``);
+    the ``jobs`` document keeps the rest of the output and a blob reference, which jobflow resolves for the
+    jobs downstream.
+    """
 
     name: str = "definet predict"
     checkpoint: str | None = None
     device: str = "auto"
     batch_size: int = 32
 
-    @job(output_schema=PredictionOutput)
+    @job(output_schema=PredictionOutput, data="cases")
     def make(self, cases: list[DefectCase]) -> PredictionOutput:
-        """Predict every case; the pristine supercell each case carries makes its markers exact."""
+        """Predict every case, streaming batches; the pristine supercell each case carries makes its markers exact."""
         from definet_core.predict import Predictor
 
         predictor = Predictor(self.checkpoint, self.device, self.batch_size)
@@ -88,11 +102,27 @@ def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, rela
     todo = [case for case in cases if case.case_id not in done]
     if not todo:
         return Response(output=[])
+    settings = relaxer_settings(relaxer, relax_maker)
+    return fan_out(todo, prediction, relax_maker, lambda p: scheduled_starts(start, unrelaxed_start, p),
+                   lambda from_p, from_u: record_validation(todo, prediction, from_p, from_u, relaxer, settings, start,
+                                                            unrelaxed_start), "relax and record")
+
+
+def fan_out(cases: list[DefectCase], prediction: PredictionOutput, relax_maker: Maker,
+            starts: Callable[[PredictedCase], tuple[bool, bool]], record: Callable[[list[Any], list[Any]], Job],
+            name: str) -> Response:
+    """The fan-out both flows share: relaxation jobs per case, then a record job, replacing the calling job.
+
+    ``starts(predicted case)`` says whether to relax from the prediction and from the unrelaxed cell;
+    ``record(outputs from the prediction, outputs from the unrelaxed cell)`` (one per case, None where
+    not run) makes the record job, which runs even when relaxations fail (their outputs become None) and
+    writes through the exposed store. Every job created here inherits the calling job's worker category.
+    """
     predicted = {p.case_id: p for p in prediction.cases}
     jobs: list[Job] = []
     from_prediction, from_unrelaxed = [], []
-    for case in todo:
-        use_prediction, use_unrelaxed = scheduled_starts(start, unrelaxed_start, predicted[case.case_id])
+    for case in cases:
+        use_prediction, use_unrelaxed = starts(predicted[case.case_id])
         for wanted, structure, label, outputs in ((use_prediction, predicted[case.case_id].structure, "prediction",
                                                    from_prediction),
                                                   (use_unrelaxed, case.structure, "unrelaxed", from_unrelaxed)):
@@ -103,10 +133,9 @@ def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, rela
                 outputs.append(relax.output)
             else:
                 outputs.append(None)
-    record = record_validation(todo, prediction, from_prediction, from_unrelaxed, relaxer,
-                               relaxer_settings(relaxer, relax_maker), start, unrelaxed_start)
-    record.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True)  # category: inherited
-    return Response(replace=Flow([*jobs, record], output=record.output, name="relax and record"))
+    record_job = record(from_prediction, from_unrelaxed)
+    record_job.config = JobConfig(on_missing_references=OnMissing.NONE, expose_store=True)  # category: inherited
+    return Response(replace=Flow([*jobs, record_job], output=record_job.output, name=name))
 
 
 def scheduled_starts(start: str, unrelaxed_start: bool, predicted: PredictedCase) -> tuple[bool, bool]:
@@ -120,7 +149,7 @@ class RelaxationError(Exception):
 
 
 def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
-    """Ionic steps, energy, convergence, wall time and final structure of a relaxation (None if it failed)."""
+    """Ionic steps, energy, forces, convergence, wall time and final structure of a relaxation (None if it failed)."""
     if task_doc is None:
         return None
     energy = final_energy(task_doc)
@@ -128,7 +157,7 @@ def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
         raise RelaxationError(f"non-finite final energy ({energy})")
     return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=final_energy(task_doc),
                              converged=converged(task_doc), seconds=getattr(task_doc.output, "elapsed_time", None),
-                             structure=final_structure(task_doc))
+                             structure=final_structure(task_doc), forces=final_forces(task_doc))
 
 
 def site_displacements(a: Structure, b: Structure) -> np.ndarray:
@@ -163,7 +192,7 @@ def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_
         in_domain=predicted.in_domain, domain_reasons=predicted.domain_reasons,
         relaxer_settings=settings, formula=case.structure.composition.formula, num_atoms=len(case.structure),
         supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],
-        defect_name=case.name, prediction_seconds_per_case=seconds_per_case, definet_version=_version())
+        defect_name=case.name, prediction_seconds_per_case=seconds_per_case, definet_version=definet_version())
     if from_prediction is not None:
         doc.steps_from_prediction = from_prediction.ionic_steps
         doc.energy_from_prediction = from_prediction.energy
@@ -187,7 +216,8 @@ def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_
     return doc
 
 
-def _summaries(outputs: tuple[Any, Any], wanted: tuple[bool, bool]) -> tuple[list[RelaxationSummary | None], list[str]]:
+def relaxation_summaries(outputs: tuple[Any, Any],
+                         wanted: tuple[bool, bool]) -> tuple[list[RelaxationSummary | None], list[str]]:
     """Summaries of a case's two relaxations and an error line for each one that was run but failed."""
     summaries, errors = [], []
     for label, output, was_run in zip(("prediction", "unrelaxed cell"), outputs, wanted, strict=True):
@@ -204,7 +234,7 @@ def _summaries(outputs: tuple[Any, Any], wanted: tuple[bool, bool]) -> tuple[lis
     return summaries, errors
 
 
-@job
+@job(data=True)
 def record_validation(cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
                       from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any], start: str = "auto",
                       unrelaxed_start: bool = True) -> list[dict[str, Any]]:
@@ -217,7 +247,7 @@ def record_validation(cases: list[DefectCase], prediction: PredictionOutput, fro
     docs = []
     for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True):
         wanted = scheduled_starts(start, unrelaxed_start, predicted[case.case_id])
-        (from_p, from_u), errors = _summaries((p, u), wanted)
+        (from_p, from_u), errors = relaxation_summaries((p, u), wanted)
         docs.append(validation_document(case, predicted[case.case_id], per_case, prediction.checkpoint, relaxer,
                                         settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
     if CURRENT_JOB.store is not None:
@@ -225,7 +255,8 @@ def record_validation(cases: list[DefectCase], prediction: PredictionOutput, fro
     return docs
 
 
-def _version() -> str:
+def definet_version() -> str:
+    """The installed definet package's version ("unknown" when it is not installed)."""
     try:
         return version("definet")
     except PackageNotFoundError:

@@ -231,6 +231,12 @@ def final_energy(task_doc: Any) -> float:
     return float(task_doc.output.energy)
 
 
+def final_forces(task_doc: Any) -> list[list[float]] | None:
+    """Forces (eV/A) on the atoms of the final structure, when the relaxation document holds them."""
+    forces = getattr(task_doc.output, "forces", None)
+    return None if forces is None else [[float(x) for x in row] for row in forces]
+
+
 def final_structure(task_doc: Any) -> Any:
     """Final relaxed structure of an atomate2 relaxation document."""
     output = task_doc.output

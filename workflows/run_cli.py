@@ -24,7 +24,8 @@ DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[8, 0, 0], [
 """Like the DefiNet high-density MoS2 data: 8x8 supercells with several defects each."""
 
 
-def _add_store_options(parser: argparse.ArgumentParser) -> None:
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Database options: --db-uri, --database, --data-dir."""
     parser.add_argument("--db-uri", default=None, help="MongoDB URI (default: $DEFINET_MONGO_URI, else embedded)")
     parser.add_argument("--database", default=None, help="database name (default: $DEFINET_DB or 'definet')")
     parser.add_argument("--data-dir", default=None, help="embedded server data directory (default ~/.definet/db)")
@@ -73,7 +74,7 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     run.add_argument("--device", default="auto")
-    _add_store_options(run)
+    add_store_options(run)
 
 
 def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -89,13 +90,13 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument("--relaxer", action="append", default=None)
     results.add_argument("--json", dest="json_out", default=None)
     results.add_argument("--plot", default=None)
-    _add_store_options(results)
+    add_store_options(results)
     results.set_defaults(handler=_results)
 
     demo = subparsers.add_parser("demo", help="MoS2 monolayer, dense defects, CHGNet, embedded database")
     demo.add_argument("--out", default="definet-demo", help="directory for results.json and steps.png")
     demo.add_argument("--relaxer", choices=RELAXERS, default="chgnet")
-    _add_store_options(demo)
+    add_store_options(demo)
     demo.set_defaults(handler=_demo)
 
 

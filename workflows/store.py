@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from jobflow import JobStore
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from maggma.stores import MongoStore
 
 VALIDATION_KEY = ("case_id", "relaxer", "checkpoint")
+DATASET_KEY = ("recipe", "structure_id", "relaxer", "start")
 JOBS_COLLECTION = "jobs"
 BLOBS_COLLECTION = "outputs_blobs"
 
@@ -73,20 +74,26 @@ class DefiNetJobStore(JobStore):
         return cls(d["database"], d.get("uri"), d.get("uri_env", URI_ENV))
 
 
-class ValidationStore:
-    """The ``validation`` collection: one document per (case_id, relaxer, checkpoint), through a maggma MongoStore.
+class KeyedStore:
+    """A collection of documents unique on ``KEY`` (a unique compound index), through a maggma MongoStore.
 
     Use as a context manager (connect on enter, close on exit); the unique compound index on the key is
     created on connect, so writing the same documents twice replaces them instead of duplicating them.
+    Subclasses name the collection, its key and the fields with query indexes.
     """
 
-    def __init__(self, uri: str, database: str, collection: str = "validation") -> None:
+    KIND = "documents"
+    COLLECTION = "documents"
+    KEY: tuple[str, ...] = ("id",)
+    INDEXES: tuple[str, ...] = ()
+
+    def __init__(self, uri: str, database: str, collection: str | None = None) -> None:
         from maggma.stores import MongoStore
 
         self.uri = uri
         self.database = database
-        self.collection = collection
-        self.store: MongoStore = MongoStore(database, collection, uri=uri, key=VALIDATION_KEY[0],
+        self.collection = collection or self.COLLECTION
+        self.store: MongoStore = MongoStore(database, self.collection, uri=uri, key=self.KEY[0],
                                             mongoclient_kwargs={"serverSelectionTimeoutMS": SERVER_TIMEOUT_MS})
         self._connected = False
 
@@ -99,13 +106,12 @@ class ValidationStore:
         self.store.connect()
         try:
             collection = self.store._collection
-            collection.create_index([(name, 1) for name in VALIDATION_KEY], unique=True,
-                                    name="_".join(VALIDATION_KEY))
-            collection.create_index([("host_id", 1)], name="host_id")
-            collection.create_index([("relaxer", 1)], name="relaxer")
+            collection.create_index([(name, 1) for name in self.KEY], unique=True, name="_".join(self.KEY))
+            for name in self.INDEXES:
+                collection.create_index([(name, 1)], name=name)
         except PyMongoError as exc:
             self.store.close()
-            raise DefiNetStoreError(f"validation store {mask_uri(self.uri)}/{self.database}.{self.collection}: "
+            raise DefiNetStoreError(f"{self.KIND} store {mask_uri(self.uri)}/{self.database}.{self.collection}: "
                                     f"{one_line(mask_uri(str(exc)))}") from None
         self._connected = True
 
@@ -115,7 +121,7 @@ class ValidationStore:
             self.store.close()
             self._connected = False
 
-    def __enter__(self) -> ValidationStore:
+    def __enter__(self) -> Self:
         self.connect()
         return self
 
@@ -124,25 +130,46 @@ class ValidationStore:
         self.close()
 
     def upsert(self, docs: list[dict]) -> None:
-        """Insert or replace ``docs``, keyed on (case_id, relaxer, checkpoint); each must carry all three."""
+        """Insert or replace ``docs``, keyed on ``KEY``; each must carry every field of the key."""
         from pymongo.errors import BulkWriteError
 
         clean = []
         for number, doc in enumerate(docs):
-            missing = [name for name in VALIDATION_KEY if doc.get(name) is None]
+            missing = [name for name in self.KEY if doc.get(name) is None]
             if missing:
-                raise DefiNetStoreError(f"validation document {number} (case_id={doc.get('case_id')!r}) lacks "
+                raise DefiNetStoreError(f"{self.KIND} document {number} ({self.KEY[0]}={doc.get(self.KEY[0])!r}) lacks "
                                         f"{', '.join(missing)}")
             clean.append({k: v for k, v in doc.items() if k != "_id"})
         if not clean:
             return
         self.connect()
         try:
-            self.store.update(clean, key=list(VALIDATION_KEY))
+            self.store.update(clean, key=list(self.KEY))
         except BulkWriteError as exc:  # two writers upserting one new key: the loser retries as a replace
             if not all(err.get("code") == 11000 for err in exc.details.get("writeErrors", [])):
                 raise
-            self.store.update(clean, key=list(VALIDATION_KEY))
+            self.store.update(clean, key=list(self.KEY))
+
+    def find(self, criteria: dict[str, Any] | None = None, properties: list[str] | None = None) -> list[dict]:
+        """Documents matching ``criteria`` (all when None), sorted by the key, without Mongo's ``_id``."""
+        self.connect()
+        docs = self.store.query(criteria=criteria or {}, properties=properties,
+                                sort={name: 1 for name in self.KEY})
+        return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
+
+    def count(self, criteria: dict[str, Any] | None = None) -> int:
+        """Number of documents (matching ``criteria``)."""
+        self.connect()
+        return self.store.count(criteria)
+
+
+class ValidationStore(KeyedStore):
+    """The ``validation`` collection: one document per (case_id, relaxer, checkpoint)."""
+
+    KIND = "validation"
+    COLLECTION = "validation"
+    KEY = VALIDATION_KEY
+    INDEXES = ("host_id", "relaxer")
 
     def query(self, hosts: list[str] | None = None, relaxers: list[str] | None = None) -> list[dict]:
         """Documents whose ``host_id`` is in ``hosts`` and ``relaxer`` in ``relaxers`` (None or empty: any),
@@ -152,30 +179,72 @@ class ValidationStore:
             criteria["host_id"] = {"$in": list(hosts)}
         if relaxers:
             criteria["relaxer"] = {"$in": list(relaxers)}
-        self.connect()
-        docs = self.store.query(criteria=criteria, sort={name: 1 for name in VALIDATION_KEY})
-        return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
-
-    def count(self) -> int:
-        """Number of validation documents."""
-        self.connect()
-        return self.store.count()
+        return self.find(criteria)
 
 
-def upsert_validation_documents(store: JobStore, docs: list[dict]) -> bool:
-    """Upsert ``docs`` into ``validation`` in the database of ``store``'s documents collection.
+class DatasetStore(KeyedStore):
+    """The ``dataset`` collection: one document per (recipe, structure_id, relaxer, start)."""
 
-    Used by the record job through jobflow's exposed store. Returns False (nothing written) when the
-    JobStore does not live on a MongoDB URI, e.g. a jobflow MemoryStore in a quick local run.
-    """
+    KIND = "dataset"
+    COLLECTION = "dataset"
+    KEY = DATASET_KEY
+    INDEXES = ("recipe_hash", "relaxer", "status")
+
+    def query(self, recipes: list[str] | None = None, relaxers: list[str] | None = None) -> list[dict]:
+        """Documents of ``recipes`` made by ``relaxers`` (None or empty: any), sorted by the key."""
+        criteria: dict[str, Any] = {}
+        if recipes:
+            criteria["recipe"] = {"$in": list(recipes)}
+        if relaxers:
+            criteria["relaxer"] = {"$in": list(relaxers)}
+        return self.find(criteria)
+
+
+class RecipeRegistry(KeyedStore):
+    """The ``dataset_recipes`` collection: per recipe and hash, the recipe and the structure ids generated."""
+
+    KIND = "recipe registry"
+    COLLECTION = "dataset_recipes"
+    KEY = ("recipe", "recipe_hash")
+
+    def register(self, recipe: str, recipe_hash: str, content: dict[str, Any], structure_ids: list[str]) -> None:
+        """Record that ``structure_ids`` were generated for the recipe (added to those recorded before)."""
+        from datetime import UTC, datetime
+
+        found = self.find({"recipe": recipe, "recipe_hash": recipe_hash}, ["structure_ids"])
+        known = found[0]["structure_ids"] if found else []
+        ids = known + [i for i in structure_ids if i not in set(known)]
+        self.upsert([{"recipe": recipe, "recipe_hash": recipe_hash, "content": content, "structure_ids": ids,
+                      "updated_at": datetime.now(UTC)}])
+
+
+def mongo_location(store: JobStore) -> tuple[str, str] | None:
+    """(URI, database) of a JobStore's documents collection; None when it does not live on a MongoDB URI."""
     from maggma.stores import MongoStore
 
     docs_store = store.docs_store
     if not isinstance(docs_store, MongoStore) or not docs_store.uri:
+        return None
+    return docs_store.uri, docs_store.database
+
+
+def upsert_documents(store: JobStore, docs: list[dict], kind: type[KeyedStore]) -> bool:
+    """Upsert ``docs`` into the ``kind`` collection (e.g. ValidationStore) beside ``store``'s documents.
+
+    Used by the record jobs through jobflow's exposed store. Returns False (nothing written) when the
+    JobStore does not live on a MongoDB URI, e.g. a jobflow MemoryStore in a quick local run.
+    """
+    location = mongo_location(store)
+    if location is None:
         return False
-    with ValidationStore(docs_store.uri, docs_store.database) as validation:
-        validation.upsert(docs)
+    with kind(*location) as collection:
+        collection.upsert(docs)
     return True
+
+
+def upsert_validation_documents(store: JobStore, docs: list[dict]) -> bool:
+    """Upsert ``docs`` into ``validation`` beside ``store``'s documents (see :func:`upsert_documents`)."""
+    return upsert_documents(store, docs, ValidationStore)
 
 
 def complete_case_ids(store: JobStore, case_ids: list[str], relaxer: str, checkpoint: str, start: str,
@@ -185,14 +254,11 @@ def complete_case_ids(store: JobStore, case_ids: list[str], relaxer: str, checkp
     Read through the exposed JobStore by the fan-out job, so a rerun relaxes only the missing and the
     failed cases. Empty when the JobStore does not live on a MongoDB URI.
     """
-    from maggma.stores import MongoStore
-
-    docs_store = store.docs_store
-    if not isinstance(docs_store, MongoStore) or not docs_store.uri or not case_ids:
+    location = mongo_location(store)
+    if location is None or not case_ids:
         return set()
-    with ValidationStore(docs_store.uri, docs_store.database) as validation:
-        found = validation.store.query(
-            criteria={"case_id": {"$in": list(case_ids)}, "relaxer": relaxer, "checkpoint": checkpoint,
-                      "status": "complete", "start_policy": start, "comparison": comparison},
-            properties=["case_id"])
+    with ValidationStore(*location) as validation:
+        found = validation.find({"case_id": {"$in": list(case_ids)}, "relaxer": relaxer, "checkpoint": checkpoint,
+                                 "status": "complete", "start_policy": start, "comparison": comparison},
+                                ["case_id"])
         return {doc["case_id"] for doc in found}

@@ -98,3 +98,21 @@ def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_com
         assert all(d["status"] == "complete" for d in docs)
     finally:
         stop_in_process_server(again)
+
+
+def test_a_force_field_that_returns_nan_makes_a_failed_document(tmp_path):
+    """A real EMT task document whose final energy is NaN is recorded as a failure, not as a result."""
+    from jobflow import run_locally as run
+
+    from workflows.jobs import relaxation_summaries
+    from workflows.relaxers import relax_maker
+
+    cell = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    cell.remove_sites([0])
+    job = relax_maker("emt").make(cell)
+    task_doc = run(job, log=False, ensure_success=True, root_dir=tmp_path, create_folders=True)[job.uuid][1].output
+    (summary, _), errors = relaxation_summaries((task_doc, None), (True, False))
+    assert summary is not None and errors == []
+    task_doc.output.energy = float("nan")
+    (summary, _), errors = relaxation_summaries((task_doc, None), (True, False))
+    assert summary is None and errors == ["relaxation from the prediction failed: non-finite final energy (nan)"]

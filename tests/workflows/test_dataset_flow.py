@@ -1,0 +1,124 @@
+"""The dataset flow on real EMT relaxations and a real database: build, rebuild, grow, fail, export, read, FireWorks."""
+
+from __future__ import annotations
+
+import yaml
+from fireworks.core.rocket_launcher import rapidfire
+from jobflow import run_locally
+from pymatgen.core import Lattice, Structure
+
+from definet_core.dataset import load_dataset
+from launchpad.deploy import connect, submit, worker
+from workflows.cli import main
+from workflows.flows import DatasetBuildMaker
+from workflows.jobs import DefiNetPredictMaker
+from workflows.recipes import parse_recipe
+from workflows.store import DatasetStore, job_store
+
+RECIPE = {"name": "cu-demo", "host": "Cu.cif", "supercell": [2, 2, 2], "vacancies": ["Cu"],
+          "substitutions": {"Cu": ["Ni"]}, "defects_per_structure": [1, 2], "structures": 3, "seed": 0,
+          "splits": {"train": 0.67, "val": 0.33, "test": 0.0}}
+
+
+def write_recipe(folder, **changes) -> str:
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure().to(
+        filename=str(folder / "Cu.cif"))
+    path = folder / "cu.yaml"
+    path.write_text(yaml.safe_dump({**RECIPE, **changes}))
+    return str(path)
+
+
+def build(recipe: str, mongo_uri: str, database: str, *extra: str) -> int:
+    return main(["dataset", "build", "--recipe", recipe, "--relaxer", "emt", "--device", "cpu", "--db-uri", mongo_uri,
+                 "--database", database, *extra])
+
+
+def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, capsys, cache_dir):
+    recipe = write_recipe(tmp_path)
+    assert build(recipe, mongo_uri, database_name, "--structures", "2") == 0
+    with DatasetStore(mongo_uri, database_name) as store:
+        first = {d["structure_id"]: d for d in store.query()}
+    assert len(first) == 2
+    for doc in first.values():
+        assert doc["recipe"] == "cu-demo" and doc["status"] == "complete" and doc["start"] == "prediction"
+        assert doc["checkpoint"] and doc["relaxer"] == "emt" and doc["relaxer_settings"]["force_field"] == "EMT"
+        assert doc["ionic_steps"] >= 1 and doc["converged"] is True and doc["energy"] is not None
+        assert len(doc["forces"]) == doc["num_atoms"] and doc["max_force"] < 0.05
+        assert doc["relaxed_structure"] and doc["unrelaxed_structure"] and doc["start_structure"]
+        assert doc["recipe_hash"] and doc["definet_version"] and doc["created_at"]
+
+    assert build(recipe, mongo_uri, database_name) == 0  # the recipe's 3: only the third is relaxed
+    with DatasetStore(mongo_uri, database_name) as store:
+        docs = {d["structure_id"]: d for d in store.query()}
+    assert len(docs) == 3 and all(docs[i]["created_at"] == first[i]["created_at"] for i in first)
+    assert build(recipe, mongo_uri, database_name) == 0  # again: nothing new
+    with DatasetStore(mongo_uri, database_name) as store:
+        assert store.count() == 3
+        assert {d["structure_id"]: d["created_at"] for d in store.query()} == {
+            i: d["created_at"] for i, d in docs.items()}
+
+    capsys.readouterr()
+    assert main(["dataset", "status", "--db-uri", mongo_uri, "--database", database_name,
+                 "--json", str(tmp_path / "status.json")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("cu-demo"))
+    assert line.split()[:7] == ["cu-demo", "emt", "prediction", "3", "3", "3", "0"]
+
+    out = tmp_path / "export"
+    assert main(["dataset", "export", "--recipe", recipe, "-o", str(out), "--db-uri", mongo_uri,
+                 "--database", database_name]) == 0
+    assert "exported 3 structures" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "cu-demo").iterdir()) == ["CIF", "Cu.cif", "test.csv", "train.csv", "val.csv"]
+    train = load_dataset([out], "train", radius=5.0, max_neighbors=12, progress=False)
+    val = load_dataset([out], "val", radius=5.0, max_neighbors=12, progress=False)
+    assert len(train["cu-demo"]) == 2 and len(val["cu-demo"]) == 1
+    graph = train["cu-demo"][0]
+    assert graph.atoms_id.startswith("cu-demo-") and graph.y.shape == graph.pos.shape
+
+
+def test_failed_relaxation_is_stored_retried_and_left_out_of_the_export(tmp_path, mongo_uri, database_name, capsys):
+    # EMT has no Zn: that relaxation raises inside the real atomate2 job
+    recipe = parse_recipe({**RECIPE, "substitutions": {"Cu": ["Zn"]}, "vacancies": [],
+                           "defects_per_structure": [1, 1], "structures": 1}, "test")
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
+    maker = DatasetBuildMaker(relaxer="emt", predict_maker=DefiNetPredictMaker(device="cpu"))
+    for _ in range(2):
+        run_locally(maker.make(recipe, ("Cu", host)), store=job_store(mongo_uri, database_name),
+                    ensure_success=False, log=False, root_dir=tmp_path, create_folders=True)
+    with DatasetStore(mongo_uri, database_name) as store:
+        (doc,) = store.query()
+    assert doc["status"] == "failed" and doc["relaxed_structure"] is None
+    assert doc["errors"] == ["relaxation from the prediction failed: its job gave no output (the job log or the "
+                             "FireWorks launch holds the traceback)"]
+    from workflows.dataset_cli import export_dataset
+
+    counts = export_dataset(recipe.model_copy(update={"host": write_recipe(tmp_path) and str(tmp_path / "Cu.cif")}),
+                            [doc], tmp_path / "out")
+    assert counts == {"exported": 0, "unconverged": 0, "failed": 1}
+
+
+def test_dataset_flow_on_fireworks_with_cpu_and_gpu_workers(tmp_path, mongo_uri, database_name, monkeypatch):
+    recipe = parse_recipe({**RECIPE, "structures": 2}, "test")
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
+    flow = DatasetBuildMaker(relaxer="emt", predict_maker=DefiNetPredictMaker(device="cpu")).make(recipe, ("Cu", host))
+    launchpad = connect(mongo_uri, name=database_name)
+    submit(flow, launchpad, store=job_store(mongo_uri, database_name))
+    monkeypatch.chdir(tmp_path)
+    for kind in ("cpu", "gpu", "cpu"):  # generate; predict; fan-out, relaxations and record
+        rapidfire(launchpad, worker(kind), nlaunches=0, sleep_time=0, strm_lvl="ERROR")
+    fireworks = [launchpad.get_fw_by_id(i) for i in launchpad.get_fw_ids()]
+    assert all(fw.state == "COMPLETED" for fw in fireworks), [(fw.name, fw.state) for fw in fireworks]
+    assert [fw.name for fw in fireworks if fw.spec.get("_category") == "gpu"] == ["definet predict"]
+    assert len(fireworks) >= 6 and all(fw.spec.get("_category") == "cpu" for fw in fireworks
+                                       if fw.name != "definet predict")
+    with DatasetStore(mongo_uri, database_name) as store:
+        assert store.count() == 2
+
+
+def test_dataset_submit_defaults_to_vasp(tmp_path, mongo_uri, database_name, capsys):
+    assert main(["dataset", "submit", "--recipe", write_recipe(tmp_path), "--structures", "1", "--db-uri", mongo_uri,
+                 "--database", database_name]) == 0
+    assert "submitted 3 Fireworks" in capsys.readouterr().out
+    launchpad = connect(mongo_uri, name=database_name)
+    fanout = next(launchpad.get_fw_by_id(i) for i in launchpad.get_fw_ids() if
+                  launchpad.get_fw_by_id(i).name == "relax and record dataset")
+    assert fanout.tasks[0]["job"].function_args[3].__class__.__name__ == "RelaxMaker"

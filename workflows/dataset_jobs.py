@@ -1,0 +1,114 @@
+"""jobflow jobs of the dataset flow: generate a recipe's structures, fan out relaxations, record one document each.
+
+The prediction job (``DefiNetPredictMaker``), the relaxation makers, the fan-out (``workflows.jobs.fan_out``)
+and the store are the validation flow's; what differs is what is generated (a recipe's structures) and what
+is recorded (a :class:`~workflows.documents.DatasetDocument` per structure, in the ``dataset`` collection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from jobflow import CURRENT_JOB, Maker, Response, job
+from pymatgen.core import Structure
+
+from workflows.documents import DatasetDocument, PredictedCase, PredictionOutput, RelaxationSummary
+from workflows.enumeration import DefectCase
+from workflows.jobs import component_mae, definet_version, fan_out, relaxation_summaries, starts_from_prediction
+from workflows.recipes import Recipe, generate
+from workflows.relaxers import relaxer_settings
+
+DATASET_STARTS = ("prediction", "unrelaxed")
+"""Where a dataset relaxation starts: DefiNet's prediction (the default) or the unrelaxed cell."""
+
+
+@job(data=True)  # a large recipe's cases exceed MongoDB's 16 MB document limit: they go to GridFS
+def generate_structures(recipe: Recipe, host_id: str, host: Structure,
+                        structures: int | None = None) -> list[DefectCase]:
+    """The recipe's first ``structures`` structures (case ids are the structure ids)."""
+    return generate(recipe, host_id, host, structures)
+
+
+def dataset_starts(start: str, predicted: PredictedCase) -> tuple[bool, bool]:
+    """(relax from the prediction, relax from the unrelaxed cell): exactly one of them."""
+    if start not in DATASET_STARTS:
+        raise ValueError(f"start {start!r}: expected one of {', '.join(DATASET_STARTS)}")
+    use_prediction = starts_from_prediction(start, predicted)
+    return use_prediction, not use_prediction
+
+
+@job
+def relax_and_record_dataset(recipe: Recipe, cases: list[DefectCase], prediction: PredictionOutput,
+                             relax_maker: Maker, relaxer: str, start: str = "prediction") -> Response:
+    """Register the generated ids, then relax every structure without a stored relaxation and record them.
+
+    Structures that already have a document for this recipe, relaxer and start that is not ``failed``
+    are skipped, so running the flow again, or with more structures, relaxes only what is missing.
+    """
+    from workflows.store import DatasetStore, RecipeRegistry, mongo_location
+
+    ids = [case.case_id for case in cases]
+    location = mongo_location(CURRENT_JOB.store) if CURRENT_JOB.store is not None else None
+    done: set[str] = set()
+    if location is not None:
+        with RecipeRegistry(*location) as registry:
+            registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
+        with DatasetStore(*location) as store:
+            found = store.find({"recipe": recipe.name, "relaxer": relaxer, "start": start,
+                                "status": {"$ne": "failed"}, "structure_id": {"$in": ids}}, ["structure_id"])
+            done = {doc["structure_id"] for doc in found}
+    todo = [case for case in cases if case.case_id not in done]
+    if not todo:
+        return Response(output=[])
+    settings = relaxer_settings(relaxer, relax_maker)
+    return fan_out(todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
+                   lambda from_p, from_u: record_dataset(recipe, todo, prediction, from_p, from_u, relaxer, settings,
+                                                         start), "relax and record dataset")
+
+
+def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase, checkpoint: str,
+                     seconds_per_structure: float, relaxer: str, settings: dict[str, Any], start: str,
+                     summary: RelaxationSummary | None, errors: list[str]) -> DatasetDocument:
+    """The document of one structure: what was generated, where its relaxation started, and what came out."""
+    from_prediction = start == "prediction"
+    doc = DatasetDocument(
+        recipe=recipe.name, recipe_hash=recipe.content_hash, structure_id=case.case_id, host_id=case.host_id,
+        supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],
+        defect_name=case.name, formula=case.structure.composition.formula, num_atoms=len(case.structure),
+        relaxer=relaxer, relaxer_settings=settings, start=start,
+        checkpoint=checkpoint if from_prediction else None, in_domain=predicted.in_domain,
+        status="failed" if errors or summary is None else "complete", errors=errors,
+        unrelaxed_structure=case.structure.as_dict(),
+        start_structure=predicted.structure.as_dict() if from_prediction else None,
+        prediction_seconds_per_structure=seconds_per_structure if from_prediction else None,
+        definet_version=definet_version())
+    if summary is not None:
+        doc.relaxed_structure = summary.structure.as_dict()
+        doc.ionic_steps, doc.energy, doc.converged = summary.ionic_steps, summary.energy, summary.converged
+        doc.relax_seconds, doc.forces = summary.seconds, summary.forces
+        if summary.forces:
+            doc.max_force = float(np.linalg.norm(np.asarray(summary.forces), axis=1).max())
+        doc.prediction_mae = component_mae(predicted.structure, summary.structure)
+        doc.unrelaxed_mae = component_mae(case.structure, summary.structure)
+    return doc
+
+
+@job(data=True)
+def record_dataset(recipe: Recipe, cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
+                   from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any],
+                   start: str = "prediction") -> list[dict[str, Any]]:
+    """One dataset document per structure (failed relaxations included, with their errors), upserted into
+    the ``dataset`` collection beside the JobStore."""
+    from workflows.store import DatasetStore, upsert_documents
+
+    predicted = {p.case_id: p for p in prediction.cases}
+    per_structure = prediction.seconds / max(len(prediction.cases), 1)
+    docs = []
+    for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True):
+        (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted[case.case_id]))
+        docs.append(dataset_document(recipe, case, predicted[case.case_id], prediction.checkpoint, per_structure,
+                                     relaxer, settings, start, from_p or from_u, errors).model_dump())
+    if CURRENT_JOB.store is not None:
+        upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
+    return docs
