@@ -81,6 +81,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     predict.add_argument("--device", default="auto", help="auto|cpu|cuda")
     predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--companion", default=None, metavar="CHECKPOINT",
+                         help="a second checkpoint: report the spread of the two predictions (A), an error estimate")
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="same",
                          help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")
@@ -187,7 +189,7 @@ def _predict(args: argparse.Namespace) -> None:
     from definet_core.markers import Marker
     from definet_core.predict import Predictor
 
-    predictor = Predictor(args.checkpoint, args.device, args.batch_size)
+    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companion)
     host = read_structure(args.host)
     matrix = np.diag(args.supercell) if args.supercell else None
     started = time.perf_counter()
@@ -212,10 +214,13 @@ def _predict(args: argparse.Namespace) -> None:
         entries.append({"input": str(path), "output": str(target), "formula": structure.composition.formula,
                         "num_atoms": len(structure), "markers": counts,
                         "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max()),
-                        "in_domain": verdict.in_domain, "domain_reasons": list(verdict.reasons)})
+                        "in_domain": verdict.in_domain, "domain_reasons": list(verdict.reasons),
+                        "spread": prediction.spread})
         domain = "in domain" if verdict.in_domain else "OUT OF DOMAIN: " + "; ".join(verdict.reasons)
-        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A; {domain})")
-    summary = {"checkpoint": predictor.checkpoint, "device": str(predictor.device),
+        spread = f"; spread {prediction.spread:.4f} A" if prediction.spread is not None else ""
+        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A{spread}; {domain})")
+    companion = predictor.companion.checkpoint if predictor.companion is not None else None
+    summary = {"checkpoint": predictor.checkpoint, "companion": companion, "device": str(predictor.device),
                "seconds": round(seconds, 3), "structures": entries, "errors": failures}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if failures:

@@ -56,3 +56,13 @@ def build_graph(nodes: DefectNodes, radius: float, max_neighbors: int,
     if relaxed_coords is not None:
         data.y = torch.from_numpy(np.asarray(relaxed_coords)).float()
     return data
+
+
+def regraph(graph: Data, radius: float, max_neighbors: int) -> Data:
+    """A copy of ``graph`` (nodes, markers, cell, targets) with the radius graph of other settings."""
+    edge_index, images, _ = radius_graph_pbc(graph.pos.double().numpy(), Lattice(graph.cell[0].double().numpy()),
+                                             radius, max_neighbors)
+    copy = graph.clone()
+    copy.edge_index = torch.from_numpy(edge_index)
+    copy.edge_image = torch.from_numpy(images).to(torch.int8)
+    return copy

@@ -15,8 +15,8 @@ from tqdm import tqdm
 from definet_core.applicability import Domain, Verdict, judge
 from definet_core.checkpoint import content_hash, load_model, resolve_checkpoint, resolve_device
 from definet_core.errors import DefiNetInputError
-from definet_core.graph import build_graph
-from definet_core.markers import MATCH_TOLERANCE, defect_nodes
+from definet_core.graph import build_graph, regraph
+from definet_core.markers import MATCH_TOLERANCE, Marker, defect_nodes
 
 EDGE_KEYS = ("edge_index", "edge_image")
 """The edge tensors of a defect graph: most of its memory, needed only by the model and the verdict."""
@@ -33,6 +33,9 @@ class Prediction:
     itself come without their edges (``EDGE_KEYS``), which are dropped once the batch is judged."""
     verdict: Verdict
     """Whether the prediction may be used as a relaxation start (``definet_core.applicability``)."""
+    spread: float | None = None
+    """Mean |dx|,|dy|,|dz| (A) between this prediction and the companion checkpoint's, over real atoms: an
+    estimate of the prediction's error (``bench/ensemble_uncertainty.py``); None without a companion."""
 
 
 class Predictor:
@@ -42,7 +45,10 @@ class Predictor:
     >>> relaxed = predictor.predict(defect_cells, host=unit_cell)
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16) -> None:
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16,
+                 companion: str | Path | None = None) -> None:
+        """``companion``: a second, independently trained checkpoint whose disagreement gives ``Prediction.spread``."""
+        self.companion = Predictor(companion, device, batch_size) if companion is not None else None
         self.device = resolve_device(device)
         self.model, payload = load_model(checkpoint, self.device)
         self.config = self.model.config
@@ -78,9 +84,20 @@ class Predictor:
         return list(positions.split(batch.ptr.diff().tolist()))
 
     def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
-        """Predictions of one batch: structures written back and the verdict on each."""
-        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain))
-                for s, g, p in zip(structures, graphs, self._positions(graphs), strict=True)]
+        """Predictions of one batch: structures written back, the verdict and (with a companion) the spread."""
+        positions = self._positions(graphs)
+        spreads = self._spreads(graphs, positions) if self.companion is not None else [None] * len(graphs)
+        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain), spread)
+                for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
+
+    def _spreads(self, graphs: Sequence[Data], positions: list[torch.Tensor]) -> list[float]:
+        """Mean |dx|,|dy|,|dz| over real atoms between these positions and the companion's, per graph."""
+        other = self.companion.config
+        same = (other.radius, other.max_neighbors) == (self.config.radius, self.config.max_neighbors)
+        theirs = self.companion._positions(graphs if same else [regraph(g, other.radius, other.max_neighbors)
+                                                                 for g in graphs])
+        return [float((mine - their).abs()[g.marker != Marker.VACANCY].mean())
+                for g, mine, their in zip(graphs, positions, theirs, strict=True)]
 
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
         """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.

@@ -37,7 +37,7 @@ def _submit(args: argparse.Namespace) -> None:
 
     uri, database = _lasting_server(args, "definet submit")
     flow, _ = prepare_flow(args.host, enumeration_from_args(args), args.relaxer, args.checkpoint, args.device,
-                           not args.no_unrelaxed_start, args.fmax, args.start)
+                           not args.no_unrelaxed_start, args.fmax, args.start, args.companion)
     _put(flow, uri, database)
 
 

@@ -24,12 +24,15 @@ class PredictedCase(BaseModel):
     mean_displacement: float = Field(description="mean |predicted - unrelaxed| per atom (A)")
     in_domain: bool = Field(description="the checkpoint vouches for this prediction (definet_core.applicability)")
     domain_reasons: list[str] = Field(default_factory=list, description="why it is out of domain")
+    spread: float | None = Field(None, description="mean |dx|,|dy|,|dz| against the companion checkpoint's "
+                                                   "prediction (A): an error estimate")
 
 
 class PredictionOutput(BaseModel):
     """Output of the batched prediction job."""
 
     checkpoint: str
+    companion: str | None = Field(None, description="the second checkpoint that gave each case's spread")
     device: str
     seconds: float = Field(description="wall time of graph construction and inference for all cases")
     cases: list[PredictedCase]
@@ -83,6 +86,8 @@ class ValidationDocument(BaseModel):
     prediction_mae: float | None = Field(
         None, description="mean |dx|,|dy|,|dz| of the prediction against the reference relaxed structure (A)")
     unrelaxed_mae: float | None = Field(None, description="the same for the unrelaxed input (the dummy model)")
+    prediction_spread: float | None = Field(
+        None, description="spread between the two checkpoints' predictions (A), an estimate of prediction_mae")
     mae_reference: str | None = Field(None, description="which relaxation is the reference: unrelaxed or prediction")
     prediction_seconds_per_case: float | None = None
     relax_seconds_from_prediction: float | None = None

@@ -52,13 +52,15 @@ class DefiNetPredictMaker(Maker):
     checkpoint: str | None = None
     device: str = "auto"
     batch_size: int = 32
+    companion: str | None = None
+    """A second checkpoint: each case's ``spread`` between the two predictions estimates its error."""
 
     @job(output_schema=PredictionOutput, data="cases")
     def make(self, cases: list[DefectCase]) -> PredictionOutput:
         """Predict every case, streaming batches; the pristine supercell each case carries makes its markers exact."""
         from definet_core.predict import Predictor
 
-        predictor = Predictor(self.checkpoint, self.device, self.batch_size)
+        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companion)
         started = time.perf_counter()
         results = predictor.predictions([c.structure for c in cases], [c.pristine for c in cases],
                                         np.eye(3, dtype=int), [c.case_id for c in cases], "definet predict")
@@ -68,9 +70,10 @@ class DefiNetPredictMaker(Maker):
             shift = np.linalg.norm(result.structure.cart_coords - case.structure.cart_coords, axis=1)
             predicted.append(PredictedCase(case_id=case.case_id, structure=result.structure,
                                            mean_displacement=float(shift.mean()), in_domain=result.verdict.in_domain,
-                                           domain_reasons=list(result.verdict.reasons)))
-        return PredictionOutput(checkpoint=predictor.checkpoint, device=str(predictor.device), seconds=seconds,
-                                cases=predicted)
+                                           domain_reasons=list(result.verdict.reasons), spread=result.spread))
+        companion = predictor.companion.checkpoint if predictor.companion is not None else None
+        return PredictionOutput(checkpoint=predictor.checkpoint, companion=companion, device=str(predictor.device),
+                                seconds=seconds, cases=predicted)
 
 
 START_CHOICES = ("auto", "prediction", "unrelaxed")
@@ -189,6 +192,7 @@ def validation_document(case: DefectCase, predicted: PredictedCase, seconds_per_
         case_id=case.case_id, host_id=case.host_id, checkpoint=checkpoint, relaxer=relaxer,
         start="prediction" if starts_from_prediction(start, predicted) else "unrelaxed", start_policy=start,
         comparison=unrelaxed_start, status="failed" if errors else "complete", errors=errors or [],
+        prediction_spread=predicted.spread,
         in_domain=predicted.in_domain, domain_reasons=predicted.domain_reasons,
         relaxer_settings=settings, formula=case.structure.composition.formula, num_atoms=len(case.structure),
         supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],

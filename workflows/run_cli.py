@@ -73,6 +73,9 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
                           "unrelaxed cell, once); prediction: always; unrelaxed: never use the prediction")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    run.add_argument("--companion", default=None, metavar="CHECKPOINT",
+                     help="a second checkpoint: each document stores the spread of the two predictions (A), "
+                          "an estimate of the prediction's error")
     run.add_argument("--device", default="auto")
     add_store_options(run)
 
@@ -121,7 +124,8 @@ def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
 
 def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str,
                  checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                 fmax: float | None = None, start: str = "auto") -> tuple[Flow, list[str]]:
+                 fmax: float | None = None, start: str = "auto",
+                 companion: str | None = None) -> tuple[Flow, list[str]]:
     """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
     from workflows.flows import DefectValidationMaker
     from workflows.hosts import resolve_host
@@ -134,21 +138,24 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
     print(f"{len(cases)} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
           f"up to {len(cases) * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
     maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
-                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device),
+                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device,
+                                                                    companion=companion),
                                   enumeration=enumeration, unrelaxed_start=unrelaxed_start, start=start)
     return maker.make(hosts), [host_id for host_id, _ in hosts]
 
 
 def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
                    checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                   fmax: float | None = None, start: str = "auto") -> list[dict[str, Any]]:
+                   fmax: float | None = None, start: str = "auto", companion: str | None = None
+                   ) -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
     from jobflow import run_locally
 
     from workflows.db_server import DefiNetStoreError, StoreSettings, check_reachable, open_database
     from workflows.store import ValidationStore, job_store
 
-    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start)
+    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start,
+                                  companion)
     settings = StoreSettings.from_env(**store_options)
     logging.getLogger("jobflow").setLevel(logging.INFO)
     with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
@@ -188,7 +195,7 @@ def store_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> None:
     docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, store_args(args), args.checkpoint,
-                          args.device, not args.no_unrelaxed_start, args.fmax, args.start)
+                          args.device, not args.no_unrelaxed_start, args.fmax, args.start, args.companion)
     report(docs, args.json_out, args.plot)
 
 

@@ -114,3 +114,24 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
         resolve_checkpoint("definet_2d@000000000000")
     with pytest.raises(DefiNetInputError, match="packaged checkpoints: definet_2d, definet_2d_v2"):
         resolve_checkpoint("no_such_model")
+
+
+def test_a_companion_checkpoint_gives_each_prediction_a_spread(tiny_checkpoint):
+    from definet_core.graph import regraph
+
+    cell, host = random_defect_cell(np.random.default_rng(2), size=4, n_vacancies=2, c=20.0)
+    (alone,) = Predictor(device="cpu").predictions([cell], host)
+    assert alone.spread is None
+    (twin,) = Predictor(device="cpu", companion="definet_2d").predictions([cell], host)  # same weights
+    assert twin.spread == 0.0
+    (pair,) = Predictor(device="cpu", companion=tiny_checkpoint).predictions([cell], host)  # other graph settings
+    assert pair.spread > 0 and np.allclose(pair.structure.cart_coords, alone.structure.cart_coords)
+
+    graph = mos2_graph()
+    rebuilt = regraph(graph, 4.0, 12)
+    direct = build_graph(defect_nodes(*random_defect_cell(np.random.default_rng(0), size=4)), 4.0, 12)
+    def lengths(g):  # per centre, the sorted neighbour distances (ties may pick other, equally near images)
+        vec = g.pos[g.edge_index[0]] + g.edge_image.float() @ g.cell[0] - g.pos[g.edge_index[1]]
+        return sorted(zip(g.edge_index[1].tolist(), np.round(vec.norm(dim=-1).numpy(), 4).tolist(), strict=True))
+
+    assert lengths(rebuilt) == lengths(direct) and torch.equal(rebuilt.y, graph.y)

@@ -64,12 +64,12 @@ def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(cop
     assert summarize(docs)[0]["n_out_of_domain"] == 2
 
 
-def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name):
+def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name, tiny_checkpoint):
     settings = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                    dense_vacancies={"S": 1}, n_configs=1)
     docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
-                          device="cpu", unrelaxed_start=False)
-    assert len(docs) == 1
+                          device="cpu", unrelaxed_start=False, companion=str(tiny_checkpoint))
+    assert len(docs) == 1 and docs[0]["prediction_spread"] > 0
     assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction" and docs[0]["domain_reasons"] == []
     assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
     assert docs[0]["mae_reference"] == "prediction"
