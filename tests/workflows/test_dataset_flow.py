@@ -122,3 +122,36 @@ def test_dataset_submit_defaults_to_vasp(tmp_path, mongo_uri, database_name, cap
     fanout = next(launchpad.get_fw_by_id(i) for i in launchpad.get_fw_ids() if
                   launchpad.get_fw_by_id(i).name == "relax and record dataset")
     assert fanout.tasks[0]["job"].function_args[3].__class__.__name__ == "RelaxMaker"
+
+
+def test_an_interrupted_build_started_again_stores_every_structure_once(tmp_path, mongo_uri, database_name):
+    """SIGKILL the build between relaxations, run it again: every structure ends up stored exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pymongo import MongoClient
+
+    recipe = write_recipe(tmp_path, supercell=[3, 3, 3], structures=5)
+    command = [sys.executable, "-m", "workflows.cli", "dataset", "build", "--recipe", recipe, "--relaxer", "emt",
+               "--device", "cpu", "--db-uri", mongo_uri, "--database", database_name]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    relaxed = 0
+    with MongoClient(mongo_uri) as client:
+        jobs, dataset = client[database_name]["jobs"], client[database_name]["dataset"]
+        try:
+            deadline = time.monotonic() + 240
+            while relaxed == 0 and process.poll() is None and time.monotonic() < deadline:
+                relaxed = jobs.count_documents({"name": {"$regex": "relax"}})
+                time.sleep(0.05)
+            os.kill(process.pid, signal.SIGKILL)
+        finally:
+            process.wait(timeout=30)
+        assert relaxed >= 1 and dataset.count_documents({}) == 0  # killed between relaxations, nothing recorded
+    assert build(recipe, mongo_uri, database_name) == 0
+    with DatasetStore(mongo_uri, database_name) as store:
+        docs = store.query()
+    assert len(docs) == 5 and len({d["structure_id"] for d in docs}) == 5
+    assert all(d["status"] == "complete" for d in docs)
