@@ -1,7 +1,7 @@
 """Does the disagreement of two DefiNet checkpoints tell which predictions are wrong?
 
     python bench/ensemble_uncertainty.py --data ../shared/data/definet_2d [--split val] \\
-        [--checkpoints definet_2d training/gpu_h200/definet_2d_large.pt] [--plot docs/figures/spread_vs_error.png]
+        [--checkpoints definet_2d definet_2d_large] [--plot docs/figures/spread_vs_error.png]
 
 For every structure of the split: the spread (mean |dx|,|dy|,|dz| between the two checkpoints'
 predictions, over real atoms) and the error of the first checkpoint (the same against DFT). Prints the
@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--split", default="val")
-    parser.add_argument("--checkpoints", nargs=2, default=["definet_2d", "training/gpu_h200/definet_2d_large.pt"])
+    parser.add_argument("--checkpoints", nargs=2, default=["definet_2d", "definet_2d_large"])
     parser.add_argument("--plot", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
