@@ -157,6 +157,10 @@ class KeyedStore:
                                 sort={name: 1 for name in self.KEY})
         return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
 
+    def find_in(self, **allowed: list[str] | None) -> list[dict]:
+        """Documents whose every named field is one of its allowed values (a None or empty list: any value)."""
+        return self.find({field: {"$in": list(values)} for field, values in allowed.items() if values})
+
     def count(self, criteria: dict[str, Any] | None = None) -> int:
         """Number of documents (matching ``criteria``)."""
         self.connect()
@@ -174,12 +178,7 @@ class ValidationStore(KeyedStore):
     def query(self, hosts: list[str] | None = None, relaxers: list[str] | None = None) -> list[dict]:
         """Documents whose ``host_id`` is in ``hosts`` and ``relaxer`` in ``relaxers`` (None or empty: any),
         sorted by the key, without Mongo's ``_id``."""
-        criteria: dict[str, Any] = {}
-        if hosts:
-            criteria["host_id"] = {"$in": list(hosts)}
-        if relaxers:
-            criteria["relaxer"] = {"$in": list(relaxers)}
-        return self.find(criteria)
+        return self.find_in(host_id=hosts, relaxer=relaxers)
 
 
 class DatasetStore(KeyedStore):
@@ -192,12 +191,7 @@ class DatasetStore(KeyedStore):
 
     def query(self, recipes: list[str] | None = None, relaxers: list[str] | None = None) -> list[dict]:
         """Documents of ``recipes`` made by ``relaxers`` (None or empty: any), sorted by the key."""
-        criteria: dict[str, Any] = {}
-        if recipes:
-            criteria["recipe"] = {"$in": list(recipes)}
-        if relaxers:
-            criteria["relaxer"] = {"$in": list(relaxers)}
-        return self.find(criteria)
+        return self.find_in(recipe=recipes, relaxer=relaxers)
 
 
 class RecipeRegistry(KeyedStore):
