@@ -9,6 +9,8 @@
 # the best checkpoint (float16 weights), its log, the val JSON, the benchmark JSONs and the console
 # log; the checkpoint and log are copied there every 20 s, so a run cut short still leaves its best.
 # Wheels in .whl/ (pymatgen and the packages it needs) are installed first when pymatgen is missing.
+# Environment: DEVICE (cuda), HIDDEN (candidate sizes, "128 192 256"), BATCH (16), LR (5e-4), INIT (a checkpoint
+# to fine-tune, e.g. definet_2d_large: its size and graph settings are used and no sizing is done).
 set -uo pipefail
 DATA_TAR=${1:-.devdata/definet_2d.tar.xz}
 OUT=${2:-gpu-run}
@@ -16,6 +18,9 @@ TOTAL_MIN=${3:-9}
 DEVICE=${DEVICE:-cuda}
 PY=${PYTHON:-python3}
 HIDDEN=${HIDDEN:-128 192 256}
+BATCH=${BATCH:-16}
+LR=${LR:-5e-4}
+if [ -n "${INIT:-}" ]; then MODEL=(--init "$INIT"); else MODEL=(--radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30); fi
 start=$(date +%s)
 WORK=$(mktemp -d /tmp/definet-gpu.XXXX)
 mkdir -p "$OUT" "$WORK/run"
@@ -37,10 +42,8 @@ copier=$!
 # reserve: graph building and sizing before the budget starts, final validation and benchmarks after it
 budget=$("$PY" -c "print(round(max(0.3, $TOTAL_MIN - ($(date +%s) - $start) / 60 - ${RESERVE_MIN:-3.2}), 2))")
 echo "training budget: $budget min"
-# shellcheck disable=SC2086
-"$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" \
-  --radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30 \
-  --batch-size 16 --lr 5e-4 --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
+"$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" "${MODEL[@]}" \
+  --batch-size "$BATCH" --lr "$LR" --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
   --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint
 kill "$copier" 2>/dev/null
 cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/"
