@@ -148,13 +148,12 @@ def _checkpoint_domain(args: argparse.Namespace) -> None:
     from definet_core.applicability import domain_of
     from definet_core.checkpoint import load_model, save_checkpoint
     from definet_core.dataset import load_dataset
+    from definet_core.predict import checkpoint_id
 
     model, payload = load_model(args.checkpoint)
     config = model.config
     sets = load_dataset(args.data, "train", config.radius, config.max_neighbors)
     domain = domain_of(g for graphs in sets.values() for g in graphs)
-    from definet_core.predict import checkpoint_id
-
     metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data}
     save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())

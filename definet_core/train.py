@@ -190,8 +190,8 @@ def prepare_graphs(train_sets: dict[str, list[Data]], config: TrainConfig, devic
     graphs = []
     for key, material_graphs in train_sets.items():
         for graph in material_graphs:
-            graph = graph.clone()
-            if weights is not None:
+            if weights is not None:  # a copy: the caller's (cached) graphs stay as they are
+                graph = graph.clone()
                 graph.loss_weight = torch.tensor([weights[key]])
             graphs.append(graph.to(device))
     return graphs
@@ -200,9 +200,13 @@ def prepare_graphs(train_sets: dict[str, list[Data]], config: TrainConfig, devic
 class _Run:
     """Mutable state of one training run: model, EMA, optimiser, schedule and counters."""
 
-    def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device) -> None:
+    def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device,
+                 initial_state: dict[str, torch.Tensor] | None = None) -> None:
         self.config = config
-        self.model = DefiNet(model_config).to(device)
+        self.model = DefiNet(model_config)
+        if initial_state is not None:  # fine-tuning: the EMA starts from these weights too
+            self.model.load_state_dict(initial_state)
+        self.model.to(device)
         self.ema = AveragedModel(self.model, avg_fn=ema_with_warmup(config.ema_decay))
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            amsgrad=config.amsgrad)
@@ -280,14 +284,11 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     _seed_everything(train_config.seed)
 
     train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress)
+    domain = domain_of(g for graphs in train_sets.values() for g in graphs)  # on the CPU copies
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
-    domain = domain_of(train_graphs)
 
-    run = _Run(model_config, train_config, device)
-    if initial is not None:
-        run.model.load_state_dict(float32_state(initial))
-        run.ema = AveragedModel(run.model, avg_fn=ema_with_warmup(train_config.ema_decay))
+    run = _Run(model_config, train_config, device, float32_state(initial) if initial is not None else None)
     if saved is not None:
         run.load(saved)
         run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
