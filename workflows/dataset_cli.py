@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
-import tempfile
 from collections import defaultdict
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,7 +18,7 @@ import numpy as np
 
 from definet_core.errors import DefiNetInputError
 from workflows.relaxers import RELAXERS
-from workflows.run_cli import add_store_options, store_args
+from workflows.run_cli import add_store_options, run_flow_locally, store_args
 
 if TYPE_CHECKING:
     from jobflow import Flow
@@ -106,17 +104,11 @@ def _recipes(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from jobflow import run_locally
-
-    from workflows.db_server import StoreSettings, open_database
-    from workflows.store import job_store
+    from workflows.db_server import StoreSettings
 
     flow, recipe = prepare_dataset_flow(args)
     settings = StoreSettings.from_env(**store_args(args))
-    logging.getLogger("jobflow").setLevel(logging.INFO)
-    with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-dataset-") as work_dir:
-        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
-                    root_dir=work_dir, create_folders=True)
+    with run_flow_locally(flow, settings) as uri:
         rows = status_rows(uri, settings.database, [recipe.name])
     print(format_status(rows))
 

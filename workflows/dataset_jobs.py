@@ -46,7 +46,7 @@ def relax_and_record_dataset(recipe: Recipe, cases: list[DefectCase], prediction
     Structures that already have a document for this recipe, relaxer and start that is not ``failed``
     are skipped, so running the flow again, or with more structures, relaxes only what is missing.
     """
-    from workflows.store import DatasetStore, RecipeRegistry, mongo_location
+    from workflows.store import DatasetStore, RecipeRegistry, documented_ids, mongo_location
 
     ids = [case.case_id for case in cases]
     location = mongo_location(CURRENT_JOB.store) if CURRENT_JOB.store is not None else None
@@ -54,10 +54,9 @@ def relax_and_record_dataset(recipe: Recipe, cases: list[DefectCase], prediction
     if location is not None:
         with RecipeRegistry(*location) as registry:
             registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
-        with DatasetStore(*location) as store:
-            found = store.find({"recipe": recipe.name, "relaxer": relaxer, "start": start,
-                                "status": {"$ne": "failed"}, "structure_id": {"$in": ids}}, ["structure_id"])
-            done = {doc["structure_id"] for doc in found}
+        done = documented_ids(CURRENT_JOB.store, DatasetStore, "structure_id", ids,
+                              {"recipe": recipe.name, "relaxer": relaxer, "start": start,
+                               "status": {"$ne": "failed"}})
     todo = [case for case in cases if case.case_id not in done]
     if not todo:
         return Response(output=[])

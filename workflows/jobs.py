@@ -158,7 +158,7 @@ def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
     energy = final_energy(task_doc)
     if energy is None or not np.isfinite(energy):
         raise RelaxationError(f"non-finite final energy ({energy})")
-    return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=final_energy(task_doc),
+    return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=energy,
                              converged=converged(task_doc), seconds=getattr(task_doc.output, "elapsed_time", None),
                              structure=final_structure(task_doc), forces=final_forces(task_doc))
 

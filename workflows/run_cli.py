@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,8 @@ from workflows.relaxers import RELAXERS
 
 if TYPE_CHECKING:
     from jobflow import Flow
+
+    from workflows.db_server import StoreSettings
 
 DEMO_HOST = "MoS2-1L"
 DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[8, 0, 0], [0, 8, 0], [0, 0, 1]],
@@ -144,31 +148,44 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
     return maker.make(hosts), [host_id for host_id, _ in hosts]
 
 
+@contextmanager
+def run_flow_locally(flow: Flow, settings: StoreSettings) -> Iterator[str]:
+    """Run ``flow`` with jobflow on the database of ``settings``, then yield its URI (the server still up).
+
+    Each job runs in its own temporary folder; everything worth keeping goes to the database. Jobs that
+    cannot write their outputs fail quietly in ``run_locally``, so a server that went away during the run
+    is reported afterwards in one line.
+    """
+    from jobflow import run_locally
+
+    from workflows.db_server import DefiNetStoreError, check_reachable, open_database
+    from workflows.store import job_store
+
+    logging.getLogger("jobflow").setLevel(logging.INFO)
+    with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
+        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
+                    root_dir=work_dir, create_folders=True)
+        try:
+            check_reachable(uri, settings.timeout_ms)
+        except DefiNetStoreError as exc:
+            raise DefiNetStoreError(f"{exc}; the database went away during the run: bring it back and run the "
+                                    "same command again (completed work is kept and not redone)") from None
+        yield uri
+
+
 def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
                    checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
                    fmax: float | None = None, start: str = "auto", companion: str | None = None
                    ) -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
-    from jobflow import run_locally
-
-    from workflows.db_server import DefiNetStoreError, StoreSettings, check_reachable, open_database
-    from workflows.store import ValidationStore, job_store
+    from workflows.db_server import StoreSettings
+    from workflows.store import ValidationStore
 
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start,
                                   companion)
     settings = StoreSettings.from_env(**store_options)
-    logging.getLogger("jobflow").setLevel(logging.INFO)
-    with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
-        # each job runs in its own folder; everything worth keeping goes to the database
-        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
-                    root_dir=work_dir, create_folders=True)
-        try:  # jobs that could not write their outputs fail quietly in run_locally: say why, in one line
-            check_reachable(uri, settings.timeout_ms)
-        except DefiNetStoreError as exc:
-            raise DefiNetStoreError(f"{exc}; the database went away during the run: bring it back and run the "
-                                    "same command again (completed cases are kept and not redone)") from None
-        with ValidationStore(uri, settings.database) as store:
-            docs = store.query(hosts=host_ids, relaxers=[relaxer])
+    with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
+        docs = store.query(hosts=host_ids, relaxers=[relaxer])
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs

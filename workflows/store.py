@@ -241,18 +241,23 @@ def upsert_validation_documents(store: JobStore, docs: list[dict]) -> bool:
     return upsert_documents(store, docs, ValidationStore)
 
 
-def complete_case_ids(store: JobStore, case_ids: list[str], relaxer: str, checkpoint: str, start: str,
-                      comparison: bool) -> set[str]:
-    """Cases of ``case_ids`` that already have a complete document made with these settings.
+def documented_ids(store: JobStore, kind: type[KeyedStore], field: str, ids: list[str],
+                   criteria: dict[str, Any]) -> set[str]:
+    """Which of ``ids`` (values of ``field``) already have a ``kind`` document matching ``criteria``.
 
-    Read through the exposed JobStore by the fan-out job, so a rerun relaxes only the missing and the
-    failed cases. Empty when the JobStore does not live on a MongoDB URI.
+    Read through the exposed JobStore by the fan-out jobs, so a rerun relaxes only what is missing or
+    failed. Empty when the JobStore does not live on a MongoDB URI.
     """
     location = mongo_location(store)
-    if location is None or not case_ids:
+    if location is None or not ids:
         return set()
-    with ValidationStore(*location) as validation:
-        found = validation.find({"case_id": {"$in": list(case_ids)}, "relaxer": relaxer, "checkpoint": checkpoint,
-                                 "status": "complete", "start_policy": start, "comparison": comparison},
-                                ["case_id"])
-        return {doc["case_id"] for doc in found}
+    with kind(*location) as collection:
+        return {doc[field] for doc in collection.find({**criteria, field: {"$in": list(ids)}}, [field])}
+
+
+def complete_case_ids(store: JobStore, case_ids: list[str], relaxer: str, checkpoint: str, start: str,
+                      comparison: bool) -> set[str]:
+    """Cases of ``case_ids`` that already have a complete validation document made with these settings."""
+    return documented_ids(store, ValidationStore, "case_id", case_ids,
+                          {"relaxer": relaxer, "checkpoint": checkpoint, "status": "complete",
+                           "start_policy": start, "comparison": comparison})
