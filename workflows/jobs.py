@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from workflows.relaxers import (
     final_forces,
     final_structure,
     ionic_steps,
+    package_version,
     relaxer_settings,
 )
 
@@ -156,7 +156,7 @@ def summarize_relaxation(task_doc: Any) -> RelaxationSummary | None:
     if task_doc is None:
         return None
     energy = final_energy(task_doc)
-    if energy is None or not np.isfinite(energy):
+    if not np.isfinite(energy):
         raise RelaxationError(f"non-finite final energy ({energy})")
     return RelaxationSummary(ionic_steps=ionic_steps(task_doc), energy=energy,
                              converged=converged(task_doc), seconds=getattr(task_doc.output, "elapsed_time", None),
@@ -261,7 +261,4 @@ def record_validation(cases: list[DefectCase], prediction: PredictionOutput, fro
 
 def definet_version() -> str:
     """The installed definet package's version ("unknown" when it is not installed)."""
-    try:
-        return version("definet")
-    except PackageNotFoundError:
-        return "unknown"
+    return package_version("definet") or "unknown"

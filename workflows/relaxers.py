@@ -97,7 +97,7 @@ def relaxer_settings(name: str, maker: Maker) -> dict[str, Any]:
     Maker's class) and ``atomate2_version``.
     """
     settings: dict[str, Any] = {"relaxer": name, "maker": _qualified_name(type(maker)),
-                                "atomate2_version": _version("atomate2")}
+                                "atomate2_version": package_version("atomate2")}
     if hasattr(maker, "input_set_generator"):
         settings.update(_vasp_settings(maker.input_set_generator))
     elif hasattr(maker, "calculator_meta"):
@@ -155,7 +155,7 @@ def _force_field_settings(maker: Any) -> dict[str, Any]:
         "force_field": force_field,
         "calculator": calculator,
         "package": package,
-        "package_version": _version(package) if package else None,
+        "package_version": package_version(package) if package else None,
         "model_version": model_version,
         "optimizer": optimizer if isinstance(optimizer, str) else getattr(optimizer, "__name__", str(optimizer)),
         "fmax": maker.relax_kwargs.get("fmax"),
@@ -176,7 +176,7 @@ def _chgnet_model_version(calculator_kwargs: dict[str, Any]) -> str | None:
     return inspect.signature(CHGNet.load).parameters["model_name"].default
 
 
-def _version(distribution: str) -> str | None:
+def package_version(distribution: str) -> str | None:
     """Installed version of ``distribution``, or None where it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -227,8 +227,9 @@ def converged(task_doc: Any) -> bool | None:
 
 
 def final_energy(task_doc: Any) -> float:
-    """Total energy (eV) of the final structure."""
-    return float(task_doc.output.energy)
+    """Total energy (eV) of the final structure (NaN when the document holds none)."""
+    energy = task_doc.output.energy
+    return float("nan") if energy is None else float(energy)
 
 
 def final_forces(task_doc: Any) -> list[list[float]] | None:
