@@ -3,7 +3,7 @@
     python bench/bench_scale.py --n 5000 [--baseline 500] [--batch-size 32] [--data-dir DIR] [--json FILE]
                                 [--threads T]
 
-Runs the enumerate + predict part of the validation flow (``enumerate_defects`` and
+Runs the enumerate + predict part of the validation flow (``enumeration_job`` and
 ``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs``, relaxations off) with jobflow's
 ``run_locally`` on the embedded SecantusDB server (a temporary data directory unless ``--data-dir``;
 there the database ``bench_scale_<n>`` is dropped first) through ``workflows.store.job_store``.
@@ -12,11 +12,12 @@ Each size runs in a process of its own (``--single N``), since a process's peak 
 baseline size shows how peak memory grows with the number of cases. Per size: seconds per case of the
 enumeration job and of the prediction job (wall time from jobflow's start to finish of each job, storage
 included; and the graph + inference time the prediction reports), peak RSS of the process and the peak
-within each job, the size of the ``jobs`` collection and of the GridFS ``outputs_blobs`` files, and where
-each job's output went (the ``jobs`` document, or a blob reference there and the blob in GridFS).
+within each job, the size of the ``jobs`` collection, of the GridFS ``outputs_blobs`` files and of the
+``defect_cases`` and ``defect_predictions`` collections, and where each job's output went (the ``jobs``
+document, or a blob reference there and the blob in GridFS).
 
-Both jobs route their outputs to the blob store (``@job(data=...)``): the cases with their pristine
-supercells are ~70 kB each in BSON, so more than ~200 would not fit MongoDB's 16 MB document limit.
+The cases and their predictions stream through ``defect_cases`` and ``defect_predictions`` in chunks
+(``workflows.case_store``); the job outputs are small references.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ from jobflow import Flow, run_locally
 from pymongo import MongoClient
 from tqdm import tqdm
 
+from workflows.case_store import CaseCollection, PredictionCollection
 from workflows.db_server import StoreSettings, one_line, open_database
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.hosts import resolve_host
-from workflows.jobs import DefiNetPredictMaker, enumerate_defects
+from workflows.jobs import DefiNetPredictMaker, enumeration_job
 from workflows.run_cli import DEMO_SETTINGS
 from workflows.store import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
 
@@ -129,8 +131,7 @@ def enumeration_settings(n: int) -> EnumerationSettings:
 
 def build_flow(n: int, batch_size: int) -> Flow:
     """Enumerate -> predict, the first two jobs of the validation flow, for ``n`` dense MoS2 8x8 cases."""
-    cases = enumerate_defects([resolve_host("MoS2-1L")], enumeration_settings(n))
-    cases.name = "enumerate defects"
+    cases = enumeration_job([resolve_host("MoS2-1L")], enumeration_settings(n))
     predict = DefiNetPredictMaker(device="cpu", batch_size=batch_size).make(cases.output)
     return Flow([cases, predict], name="scale")
 
@@ -147,7 +148,7 @@ def blob_references(value: Any, path: str = "output") -> list[tuple[str, str]]:
 
 
 def storage_report(uri: str, database: str, jobs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Sizes of the ``jobs`` collection and the GridFS blobs, and where each job's output went."""
+    """Sizes of the ``jobs``, case and prediction collections and the GridFS blobs, and where each job's output went."""
     with MongoClient(uri) as client:
         db = client[database]
         bucket = gridfs.GridFS(db, BLOBS_COLLECTION)
@@ -172,8 +173,11 @@ def storage_report(uri: str, database: str, jobs: dict[str, dict[str, Any]]) -> 
                 for b in blobs) + f"; the blob reference in the {inline}"
         present = set(db.list_collection_names())
         stats = {name: db.command("collStats", name) if name in present else {"size": 0, "count": 0}
-                 for name in (JOBS_COLLECTION, f"{BLOBS_COLLECTION}.files", f"{BLOBS_COLLECTION}.chunks")}
+                 for name in (JOBS_COLLECTION, f"{BLOBS_COLLECTION}.files", f"{BLOBS_COLLECTION}.chunks",
+                              CaseCollection.COLLECTION, PredictionCollection.COLLECTION)}
         return {"jobs_collection_bytes": stats[JOBS_COLLECTION]["size"], "jobs_count": stats[JOBS_COLLECTION]["count"],
+                "cases_collection_bytes": stats[CaseCollection.COLLECTION]["size"],
+                "predictions_collection_bytes": stats[PredictionCollection.COLLECTION]["size"],
                 "blob_files": stats[f"{BLOBS_COLLECTION}.files"]["count"],
                 "blob_chunks_bytes": stats[f"{BLOBS_COLLECTION}.chunks"]["size"],
                 "blob_stored_bytes": sum(f["length"] for f in db[f"{BLOBS_COLLECTION}.files"].find({}, ["length"])),
@@ -223,14 +227,14 @@ def run_sizes(sizes: list[int], args: argparse.Namespace) -> list[dict[str, Any]
 def report(results: list[dict[str, Any]]) -> str:
     """The figures of all sizes as a table, the output locations, and the memory growth between sizes."""
     lines = [f"{'cases':>6}{'enum s/case':>12}{'predict s/case':>15}{'graph+nn s/case':>16}{'peak RSS MB':>12}"
-             f"{'predict peak MB':>16}{'jobs coll kB':>13}{'GridFS MB':>10}{'blob JSON MB':>13}"]
+             f"{'predict peak MB':>16}{'jobs coll kB':>13}{'GridFS MB':>10}{'cases MB':>9}{'predictions MB':>15}"]
     for r in results:
         predict = next((j for j in r["jobs"] if j["name"] == "definet predict"), {})
-        json_mb = sum(b["json_bytes"] for j in r["jobs"] for b in j.get("blobs", [])) / MB
         lines.append(f"{r['n']:>6}{r['enumeration_s_per_case']:>12.4f}{r['prediction_s_per_case']:>15.4f}"
                      f"{r['graph_inference_s_per_case']:>16.4f}{r['peak_rss_mb']:>12.0f}"
                      f"{predict.get('peak_rss_mb', float('nan')):>16.0f}{r['jobs_collection_bytes'] / 1024:>13.1f}"
-                     f"{r['blob_stored_bytes'] / MB:>10.1f}{json_mb:>13.1f}")
+                     f"{r['blob_stored_bytes'] / MB:>10.1f}{r['cases_collection_bytes'] / MB:>9.1f}"
+                     f"{r['predictions_collection_bytes'] / MB:>15.1f}")
     for r in results:
         lines.append(f"n={r['n']}: where each job's output went")
         for entry in r["jobs"]:

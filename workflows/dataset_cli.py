@@ -79,16 +79,17 @@ def recipe_host(recipe: Recipe) -> tuple[str, Any]:
 
 def prepare_dataset_flow(args: argparse.Namespace) -> tuple[Flow, Recipe]:
     """The dataset flow of parsed build options, after generating the structures once here to fail early."""
+    from workflows.enumeration import survey
     from workflows.flows import DatasetBuildMaker
     from workflows.jobs import DefiNetPredictMaker
-    from workflows.recipes import generate, load_recipe
+    from workflows.recipes import iter_generate, load_recipe
     from workflows.relaxers import check_elements, relax_maker
 
     recipe = load_recipe(args.recipe)
     host_id, host = recipe_host(recipe)
-    cases = generate(recipe, host_id, host, args.structures)
-    check_elements(args.relaxer, {el.symbol for case in cases for el in case.structure.composition})
-    print(f"recipe {recipe.name} ({recipe.content_hash}): {len(cases)} structures on {host_id}; relaxer "
+    count, elements = survey(iter_generate(recipe, host_id, host, args.structures))
+    check_elements(args.relaxer, elements)
+    print(f"recipe {recipe.name} ({recipe.content_hash}): {count} structures on {host_id}; relaxer "
           f"{args.relaxer}, from the {args.start} (structures already relaxed are skipped)")
     maker = DatasetBuildMaker(relaxer=args.relaxer, relax_maker=relax_maker(args.relaxer, fmax=args.fmax),
                               predict_maker=DefiNetPredictMaker(checkpoint=args.checkpoint, device=args.device),

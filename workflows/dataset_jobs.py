@@ -10,24 +10,38 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from jobflow import CURRENT_JOB, Maker, Response, job
+from jobflow import CURRENT_JOB, Job, Maker, Response, job
 from pymatgen.core import Structure
 
+from workflows.case_store import CaseSet, database_of, read_cases, read_predictions, write_cases
 from workflows.documents import DatasetDocument, PredictedCase, PredictionOutput, RelaxationSummary
 from workflows.enumeration import DefectCase
-from workflows.jobs import component_mae, definet_version, fan_out, relaxation_summaries, starts_from_prediction
-from workflows.recipes import Recipe, generate
+from workflows.jobs import (
+    component_mae,
+    definet_version,
+    fan_out,
+    relaxation_summaries,
+    starts_from_prediction,
+    with_store,
+)
+from workflows.recipes import Recipe, iter_generate
 from workflows.relaxers import relaxer_settings
 
 DATASET_STARTS = ("prediction", "unrelaxed")
 """Where a dataset relaxation starts: DefiNet's prediction (the default) or the unrelaxed cell."""
 
 
-@job(data=True)  # a large recipe's cases exceed MongoDB's 16 MB document limit: they go to GridFS
-def generate_structures(recipe: Recipe, host_id: str, host: Structure,
-                        structures: int | None = None) -> list[DefectCase]:
-    """The recipe's first ``structures`` structures (case ids are the structure ids)."""
-    return generate(recipe, host_id, host, structures)
+@job
+def generate_structures(recipe: Recipe, host_id: str, host: Structure, structures: int | None = None) -> CaseSet:
+    """The recipe's first ``structures`` structures (case ids are the structure ids), streamed into
+    ``defect_cases`` (see ``case_store``). Needs jobflow's store exposed: build it with :func:`generation_job`."""
+    location = database_of(CURRENT_JOB.store, "generate structures")
+    return write_cases(location, CURRENT_JOB.job.uuid, iter_generate(recipe, host_id, host, structures))
+
+
+def generation_job(recipe: Recipe, host_id: str, host: Structure, structures: int | None = None) -> Job:
+    """The generation job of a dataset flow ("generate structures", with the store it writes the cases to)."""
+    return with_store(generate_structures(recipe, host_id, host, structures), "generate structures")
 
 
 def dataset_starts(start: str, predicted: PredictedCase) -> tuple[bool, bool]:
@@ -39,31 +53,28 @@ def dataset_starts(start: str, predicted: PredictedCase) -> tuple[bool, bool]:
 
 
 @job
-def relax_and_record_dataset(recipe: Recipe, cases: list[DefectCase], prediction: PredictionOutput,
+def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: PredictionOutput,
                              relax_maker: Maker, relaxer: str, start: str = "prediction") -> Response:
     """Register the generated ids, then relax every structure without a stored relaxation and record them.
 
     Structures that already have a document for this recipe, relaxer and start that is not ``failed``
     are skipped, so running the flow again, or with more structures, relaxes only what is missing.
     """
-    from workflows.store import DatasetStore, RecipeRegistry, documented_ids, mongo_location
+    from workflows.store import DatasetStore, RecipeRegistry, documented_ids
 
-    ids = [case.case_id for case in cases]
-    location = mongo_location(CURRENT_JOB.store) if CURRENT_JOB.store is not None else None
-    done: set[str] = set()
-    if location is not None:
-        with RecipeRegistry(*location) as registry:
-            registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
-        done = documented_ids(CURRENT_JOB.store, DatasetStore, "structure_id", ids,
-                              {"recipe": recipe.name, "relaxer": relaxer, "start": start,
-                               "status": {"$ne": "failed"}})
-    todo = [case for case in cases if case.case_id not in done]
+    location = database_of(CURRENT_JOB.store, "relax and record dataset")
+    ids = [case.case_id for case in read_cases(location, cases)]
+    with RecipeRegistry(*location) as registry:
+        registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
+    done = documented_ids(CURRENT_JOB.store, DatasetStore, "structure_id", ids,
+                          {"recipe": recipe.name, "relaxer": relaxer, "start": start, "status": {"$ne": "failed"}})
+    todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
         return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
-    return fan_out(todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
-                   lambda from_p, from_u: record_dataset(recipe, todo, prediction, from_p, from_u, relaxer, settings,
-                                                         start), "relax and record dataset")
+    return fan_out(location, cases, todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
+                   lambda from_p, from_u: record_dataset(recipe, cases, todo, prediction, from_p, from_u, relaxer,
+                                                         settings, start), "relax and record dataset")
 
 
 def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase, checkpoint: str,
@@ -94,20 +105,21 @@ def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase,
 
 
 @job(data=True)
-def record_dataset(recipe: Recipe, cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
-                   from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any],
+def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], prediction: PredictionOutput,
+                   from_prediction: list[Any], from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any],
                    start: str = "prediction") -> list[dict[str, Any]]:
-    """One dataset document per structure (failed relaxations included, with their errors), upserted into
-    the ``dataset`` collection beside the JobStore."""
+    """One dataset document per structure of ``case_ids`` (failed relaxations included, with their errors),
+    upserted into the ``dataset`` collection beside the JobStore."""
     from workflows.store import DatasetStore, upsert_documents
 
-    predicted = {p.case_id: p for p in prediction.cases}
-    per_structure = prediction.seconds / max(len(prediction.cases), 1)
+    location = database_of(CURRENT_JOB.store, "record dataset")
+    predicted = read_predictions(location, prediction.prediction_id, case_ids)
+    by_id = {case.case_id: case for case in read_cases(location, cases, case_ids)}
+    per_structure = prediction.seconds / max(prediction.count, 1)
     docs = []
-    for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True):
-        (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted[case.case_id]))
-        docs.append(dataset_document(recipe, case, predicted[case.case_id], prediction.checkpoint, per_structure,
-                                     relaxer, settings, start, from_p or from_u, errors).model_dump())
-    if CURRENT_JOB.store is not None:
-        upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
+    for case_id, p, u in zip(case_ids, from_prediction, from_unrelaxed, strict=True):
+        (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted[case_id]))
+        docs.append(dataset_document(recipe, by_id[case_id], predicted[case_id], prediction.checkpoint,
+                                     per_structure, relaxer, settings, start, from_p or from_u, errors).model_dump())
+    upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     return docs

@@ -29,13 +29,16 @@ class PredictedCase(BaseModel):
 
 
 class PredictionOutput(BaseModel):
-    """Output of the batched prediction job."""
+    """Output of the batched prediction job; the predictions themselves are in ``defect_predictions``
+    under ``prediction_id`` (``workflows.case_store.read_predictions``)."""
 
     checkpoint: str
     companion: str | None = Field(None, description="the second checkpoint that gave each case's spread")
     device: str
     seconds: float = Field(description="wall time of graph construction and inference for all cases")
-    cases: list[PredictedCase]
+    prediction_id: str = Field(description="uuid of the prediction job, the key of its stored predictions")
+    count: int = Field(description="number of cases predicted")
+    in_domain: int = Field(description="number of predictions whose verdict is in-domain")
 
 
 class RelaxationSummary(BaseModel):

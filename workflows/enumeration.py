@@ -3,8 +3,8 @@
 Single defects come from pymatgen-analysis-defects' generators (one per symmetry-distinct site of
 the host unit cell); many-defect configurations, as in the DefiNet training data, are seeded
 random draws of sites in the pristine supercell with symmetry-equivalent draws removed. Every
-case carries its pristine supercell so that defect markers are exact, and a deterministic id.
-Structures never carry oxidation states.
+case knows its pristine supercell (rebuilt from its structure and defects, not stored) so that defect
+markers are exact, and has a deterministic id. Structures never carry oxidation states.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import hashlib
 import json
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cached_property
 from typing import Annotated, Literal
 
 import numpy as np
@@ -66,7 +67,11 @@ class DefectSpec(BaseModel):
 
 
 class DefectCase(BaseModel):
-    """A defect supercell (unrelaxed) with its pristine supercell and the defects that make the difference."""
+    """A defect supercell (unrelaxed) and the defects that make it differ from its pristine supercell.
+
+    Site order: the pristine supercell's sites with the vacancies removed (substitutions in place),
+    then the interstitials. The pristine supercell is not stored but rebuilt from that (``pristine``).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -75,12 +80,30 @@ class DefectCase(BaseModel):
     supercell_matrix: list[list[int]]
     defects: list[DefectSpec]
     structure: StructureField
-    pristine: StructureField
 
     @property
     def name(self) -> str:
         """Labels of the defects joined by "+", e.g. "v_S+Se_S"."""
         return "+".join(d.label for d in self.defects)
+
+    @cached_property
+    def pristine(self) -> Structure:
+        """The pristine supercell: interstitials dropped, substituted sites given back their element,
+        vacancies put back at their pristine site index and position."""
+        vacancies = {d.site_index: d for d in self.defects if d.kind == "vacancy"}
+        originals = {d.site_index: d.original for d in self.defects if d.kind == "substitution"}
+        kept = len(self.structure) - sum(d.kind == "interstitial" for d in self.defects)
+        sites = iter(self.structure.sites[:kept])
+        species, coords = [], []
+        for index in range(kept + len(vacancies)):
+            if index in vacancies:
+                species.append(vacancies[index].original)
+                coords.append(vacancies[index].frac_coords)
+            else:
+                site = next(sites)
+                species.append(originals.get(index, site.specie.symbol))
+                coords.append(site.frac_coords)
+        return Structure(self.structure.lattice, species, coords)
 
 
 def _vacuum_gap(structure: Structure) -> tuple[float, float, float]:
@@ -201,7 +224,7 @@ def _make_case(host_id: str, matrix: np.ndarray, pristine: Structure, defects: l
             structure.append(d.species, d.frac_coords)
     structure.remove_sites([d.site_index for d in defects if d.kind == "vacancy"])
     return DefectCase(case_id=case_id(host_id, matrix, defects), host_id=host_id, supercell_matrix=matrix.tolist(),
-                      defects=defects, structure=structure, pristine=pristine.copy())
+                      defects=defects, structure=structure)
 
 
 def _pristine(host: Structure, matrix: np.ndarray) -> Structure:
@@ -395,27 +418,49 @@ class DenseSampler:
         return _make_case(self.host_id, self.matrix, self.pristine, specs)
 
 
-def dense_defects(host_id: str, host: Structure, supercell_matrix: np.ndarray, n_configs: int,
-                  vacancies: dict[str, int | float] | None = None,
-                  substitutions: dict[str, dict[str, int | float]] | None = None, seed: int = 0) -> list[DefectCase]:
+def iter_dense_defects(host_id: str, host: Structure, supercell_matrix: np.ndarray, n_configs: int,
+                       vacancies: dict[str, int | float] | None = None,
+                       substitutions: dict[str, dict[str, int | float]] | None = None,
+                       seed: int = 0) -> Iterator[DefectCase]:
     """Up to ``n_configs`` distinct random many-defect configurations in the ``supercell_matrix`` supercell.
 
     ``vacancies`` maps an element to a count (int) or a density (float in (0, 1), fraction of that element's
     sites); ``substitutions`` maps an element to {new element: count or density}. Each configuration removes
     and replaces exactly these numbers of sites, drawn with ``numpy.random.default_rng(seed)``. Draws that
     are symmetry-equivalent (under the pristine supercell's space group) to an earlier one are skipped, so
-    fewer than ``n_configs`` cases come back when fewer distinct configurations exist.
+    fewer than ``n_configs`` cases come when fewer distinct configurations exist. The request is checked
+    here (one-line errors); the cases are drawn lazily as the returned iterator is consumed.
     """
     sampler = DenseSampler(host_id, host, supercell_matrix)
     if isinstance(n_configs, bool) or not isinstance(n_configs, numbers.Integral) or n_configs < 1:
         raise DefiNetInputError(f"host {host_id}: n_configs {n_configs!r} must be a positive integer")
     plan = sampler.plan(vacancies, substitutions)
-    rng = np.random.default_rng(seed)
-    cases: list[DefectCase] = []
-    for _ in range(max(1000, 50 * n_configs)):
-        case = sampler.draw(plan, rng)
-        if case is not None:
-            cases.append(case)
-            if len(cases) == n_configs:
-                break
-    return cases
+
+    def draws() -> Iterator[DefectCase]:
+        rng = np.random.default_rng(seed)
+        found = 0
+        for _ in range(max(1000, 50 * n_configs)):
+            case = sampler.draw(plan, rng)
+            if case is not None:
+                yield case
+                found += 1
+                if found == n_configs:
+                    return
+
+    return draws()
+
+
+def dense_defects(host_id: str, host: Structure, supercell_matrix: np.ndarray, n_configs: int,
+                  vacancies: dict[str, int | float] | None = None,
+                  substitutions: dict[str, dict[str, int | float]] | None = None, seed: int = 0) -> list[DefectCase]:
+    """:func:`iter_dense_defects` as a list."""
+    return list(iter_dense_defects(host_id, host, supercell_matrix, n_configs, vacancies, substitutions, seed))
+
+
+def survey(cases: Iterable[DefectCase]) -> tuple[int, set[str]]:
+    """Number of cases and the elements they hold, consuming ``cases`` one at a time (none is kept)."""
+    count, elements = 0, set()
+    for case in cases:
+        count += 1
+        elements |= set(case.structure.symbol_set)
+    return count, elements

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from workflows.enumeration import DefectCase, choose_supercell, dense_defects, single_defects
+from workflows.enumeration import DefectCase, choose_supercell, iter_dense_defects, single_defects
 
 
 class EnumerationSettings(BaseModel):
@@ -26,11 +27,15 @@ class EnumerationSettings(BaseModel):
     n_configs: int = 4
     seed: int = 0
 
-    def enumerate(self, host_id: str, host: Structure) -> list[DefectCase]:
-        """Defect cases of one host."""
+    def iter_cases(self, host_id: str, host: Structure) -> Iterator[DefectCase]:
+        """Defect cases of one host, one at a time (the request is checked before the first is made)."""
         matrix = choose_supercell(host, self.supercell_matrix, self.min_atoms, self.min_length)
         if self.mode == "single":
-            return single_defects(host_id, host, matrix, self.substitutions or None, self.interstitials or None,
-                                  self.vacancies)
-        return dense_defects(host_id, host, matrix, self.n_configs, self.dense_vacancies or None,
-                             self.dense_substitutions or None, self.seed)
+            return iter(single_defects(host_id, host, matrix, self.substitutions or None, self.interstitials or None,
+                                       self.vacancies))
+        return iter_dense_defects(host_id, host, matrix, self.n_configs, self.dense_vacancies or None,
+                                  self.dense_substitutions or None, self.seed)
+
+    def enumerate(self, host_id: str, host: Structure) -> list[DefectCase]:
+        """Defect cases of one host, as a list."""
+        return list(self.iter_cases(host_id, host))

@@ -9,9 +9,9 @@ from jobflow import Flow, Job, Maker
 from pymatgen.core import Structure
 
 from workflows.categories import CPU_CATEGORY, GPU_CATEGORY
-from workflows.dataset_jobs import generate_structures, relax_and_record_dataset
+from workflows.dataset_jobs import generation_job, relax_and_record_dataset
 from workflows.enumeration_settings import EnumerationSettings
-from workflows.jobs import DefiNetPredictMaker, enumerate_defects, relax_and_record
+from workflows.jobs import DefiNetPredictMaker, enumeration_job, relax_and_record, with_store
 from workflows.recipes import Recipe
 from workflows.relaxers import relax_maker
 
@@ -36,13 +36,10 @@ class DefectValidationMaker(Maker):
 
     def make(self, hosts: list[tuple[str, Structure]]) -> Flow:
         """Flow over ``hosts``: (host id, host structure) pairs."""
-        cases = enumerate_defects(hosts, self.enumeration)
-        cases.name = "enumerate defects"
+        cases = enumeration_job(hosts, self.enumeration)
         predict = self.predict_maker.make(cases.output)
-        relax = relax_and_record(cases.output, predict.output, self.relax_maker or relax_maker(self.relaxer),
-                                 self.relaxer, self.unrelaxed_start, self.start)
-        relax.name = "relax and record"
-        relax.config.expose_store = True  # reads which cases are already complete
+        relax = with_store(relax_and_record(cases.output, predict.output, self.relax_maker or relax_maker(self.relaxer),
+                                            self.relaxer, self.unrelaxed_start, self.start), "relax and record")
         return routed(Flow([cases, predict, relax], output=relax.output, name=self.name), predict)
 
 
@@ -70,11 +67,9 @@ class DatasetBuildMaker(Maker):
 
     def make(self, recipe: Recipe, host: tuple[str, Structure], structures: int | None = None) -> Flow:
         """Flow over the recipe's first ``structures`` structures on ``host`` (its id and unit cell)."""
-        cases = generate_structures(recipe, host[0], host[1], structures)
-        cases.name = "generate structures"
+        cases = generation_job(recipe, host[0], host[1], structures)
         predict = self.predict_maker.make(cases.output)
-        relax = relax_and_record_dataset(recipe, cases.output, predict.output,
-                                         self.relax_maker or relax_maker(self.relaxer), self.relaxer, self.start)
-        relax.name = "relax and record dataset"
-        relax.config.expose_store = True  # registers the ids, reads which structures are done
+        relax = with_store(relax_and_record_dataset(recipe, cases.output, predict.output,
+                                                    self.relax_maker or relax_maker(self.relaxer), self.relaxer,
+                                                    self.start), "relax and record dataset")
         return routed(Flow([cases, predict, relax], output=relax.output, name=f"{self.name} {recipe.name}"), predict)

@@ -5,12 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response, job
 from pymatgen.core import Structure
+from tqdm import tqdm
 
+from definet_core.errors import DefiNetInputError
+from workflows.case_store import (
+    CaseSet,
+    chunks,
+    database_of,
+    read_cases,
+    read_predictions,
+    write_cases,
+    write_predictions,
+)
 from workflows.documents import (
     SAME_MINIMUM_DISPLACEMENT_A,
     SAME_MINIMUM_ENERGY_EV,
@@ -31,21 +42,44 @@ from workflows.relaxers import (
     relaxer_settings,
 )
 
+if TYPE_CHECKING:
+    from definet_core.predict import Prediction
 
-@job(data=True)  # thousands of cases (each with its pristine supercell) exceed MongoDB's 16 MB: GridFS
-def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationSettings) -> list[DefectCase]:
-    """All defect cases of all hosts, as ``settings`` asks."""
-    return [case for host_id, host in hosts for case in settings.enumerate(host_id, host)]
+
+def with_store(job_: Job, name: str) -> Job:
+    """``job_`` named ``name`` and given jobflow's store at run time (it reads or writes the case collections)."""
+    job_.name = name
+    job_.config.expose_store = True
+    return job_
+
+
+@job
+def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationSettings) -> CaseSet:
+    """All defect cases of all hosts, as ``settings`` asks, streamed into ``defect_cases`` (see ``case_store``).
+
+    Needs jobflow's store exposed: build it with :func:`enumeration_job`.
+    """
+    location = database_of(CURRENT_JOB.store, "enumerate defects")
+    case_set = write_cases(location, CURRENT_JOB.job.uuid,
+                           (case for host_id, host in hosts for case in settings.iter_cases(host_id, host)))
+    if case_set.count == 0:
+        raise DefiNetInputError(f"hosts {', '.join(h for h, _ in hosts)}: the enumeration settings give no defect "
+                                "cases")
+    return case_set
+
+
+def enumeration_job(hosts: list[tuple[str, Structure]], settings: EnumerationSettings) -> Job:
+    """The enumeration job of a flow ("enumerate defects", with the store it writes the cases to)."""
+    return with_store(enumerate_defects(hosts, settings), "enumerate defects")
 
 
 @dataclass
 class DefiNetPredictMaker(Maker):
-    """One job that predicts the relaxed structures of all cases in batches (CUDA when available).
+    """One job that predicts the relaxed structures of a set of cases in batches (CUDA when available).
 
-    The predicted cases (a structure each: ~40 kB of JSON per 8x8 case, far past MongoDB's 16 MB document
-    limit for thousands of cases) go to the JobStore's additional store ``data`` (GridFS ``outputs_blobs``);
-    the ``jobs`` document keeps the rest of the output and a blob reference, which jobflow resolves for the
-    jobs downstream.
+    It reads the cases from ``defect_cases`` and writes the predictions to ``defect_predictions``
+    ``CHUNK_SIZE`` cases at a time (``workflows.case_store``), so its memory does not grow with the number of cases;
+    its output (``PredictionOutput``) is a few hundred bytes whatever that number.
     """
 
     name: str = "definet predict"
@@ -55,25 +89,40 @@ class DefiNetPredictMaker(Maker):
     companion: str | None = None
     """A second checkpoint: each case's ``spread`` between the two predictions estimates its error."""
 
-    @job(output_schema=PredictionOutput, data="cases")
-    def make(self, cases: list[DefectCase]) -> PredictionOutput:
-        """Predict every case, streaming batches; the pristine supercell each case carries makes its markers exact."""
+    def make(self, cases: CaseSet) -> Job:
+        """The prediction job of ``cases``, with the store it reads them from and writes the predictions to."""
+        return with_store(self.predict(cases), self.name)
+
+    @job(output_schema=PredictionOutput)
+    def predict(self, cases: CaseSet) -> PredictionOutput:
+        """Predict every case of the set, a chunk of cases at a time; markers come from each case's pristine cell."""
         from definet_core.predict import Predictor
 
+        location = database_of(CURRENT_JOB.store, self.name)
+        prediction_id = CURRENT_JOB.job.uuid
         predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companion)
-        started = time.perf_counter()
-        results = predictor.predictions([c.structure for c in cases], [c.pristine for c in cases],
-                                        np.eye(3, dtype=int), [c.case_id for c in cases], "definet predict")
-        seconds = time.perf_counter() - started
-        predicted = []
-        for case, result in zip(cases, results, strict=True):
-            shift = np.linalg.norm(result.structure.cart_coords - case.structure.cart_coords, axis=1)
-            predicted.append(PredictedCase(case_id=case.case_id, structure=result.structure,
-                                           mean_displacement=float(shift.mean()), in_domain=result.verdict.in_domain,
-                                           domain_reasons=list(result.verdict.reasons), spread=result.spread))
+        seconds, in_domain = 0.0, 0
+        with tqdm(total=cases.count, desc=self.name, unit="case") as progress:
+            for chunk in chunks(read_cases(location, cases)):
+                started = time.perf_counter()
+                results = predictor.predictions([c.structure for c in chunk], [c.pristine for c in chunk],
+                                                np.eye(3, dtype=int), [c.case_id for c in chunk])
+                seconds += time.perf_counter() - started
+                predicted = [predicted_case(case, result) for case, result in zip(chunk, results, strict=True)]
+                write_predictions(location, prediction_id, predicted)
+                in_domain += sum(p.in_domain for p in predicted)
+                progress.update(len(chunk))
         companion = predictor.companion.checkpoint if predictor.companion is not None else None
         return PredictionOutput(checkpoint=predictor.checkpoint, companion=companion, device=str(predictor.device),
-                                seconds=seconds, cases=predicted)
+                                seconds=seconds, prediction_id=prediction_id, count=cases.count, in_domain=in_domain)
+
+
+def predicted_case(case: DefectCase, result: Prediction) -> PredictedCase:
+    """What the flows keep of one prediction: the structure, how far it moved the atoms, the verdict, the spread."""
+    shift = np.linalg.norm(result.structure.cart_coords - case.structure.cart_coords, axis=1)
+    return PredictedCase(case_id=case.case_id, structure=result.structure, mean_displacement=float(shift.mean()),
+                         in_domain=result.verdict.in_domain, domain_reasons=list(result.verdict.reasons),
+                         spread=result.spread)
 
 
 START_CHOICES = ("auto", "prediction", "unrelaxed")
@@ -88,7 +137,7 @@ def starts_from_prediction(start: str, predicted: PredictedCase) -> bool:
 
 
 @job
-def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, relax_maker: Maker, relaxer: str,
+def relax_and_record(cases: CaseSet, prediction: PredictionOutput, relax_maker: Maker, relaxer: str,
                      unrelaxed_start: bool = True, start: str = "auto") -> Response:
     """Dynamic fan-out, then record: per case, one relaxation from the prediction and one from the unrelaxed cell.
 
@@ -100,38 +149,42 @@ def relax_and_record(cases: list[DefectCase], prediction: PredictionOutput, rela
     """
     from workflows.store import complete_case_ids
 
-    done = complete_case_ids(CURRENT_JOB.store, [c.case_id for c in cases], relaxer, prediction.checkpoint, start,
-                             unrelaxed_start) if CURRENT_JOB.store is not None else set()
-    todo = [case for case in cases if case.case_id not in done]
+    location = database_of(CURRENT_JOB.store, "relax and record")
+    ids = [case.case_id for case in read_cases(location, cases)]
+    done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.checkpoint, start, unrelaxed_start)
+    todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
         return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
-    return fan_out(todo, prediction, relax_maker, lambda p: scheduled_starts(start, unrelaxed_start, p),
-                   lambda from_p, from_u: record_validation(todo, prediction, from_p, from_u, relaxer, settings, start,
-                                                            unrelaxed_start), "relax and record")
+    return fan_out(location, cases, todo, prediction, relax_maker,
+                   lambda p: scheduled_starts(start, unrelaxed_start, p),
+                   lambda from_p, from_u: record_validation(cases, todo, prediction, from_p, from_u, relaxer, settings,
+                                                            start, unrelaxed_start), "relax and record")
 
 
-def fan_out(cases: list[DefectCase], prediction: PredictionOutput, relax_maker: Maker,
-            starts: Callable[[PredictedCase], tuple[bool, bool]], record: Callable[[list[Any], list[Any]], Job],
-            name: str) -> Response:
+def fan_out(location: tuple[str, str], cases: CaseSet, case_ids: list[str], prediction: PredictionOutput,
+            relax_maker: Maker, starts: Callable[[PredictedCase], tuple[bool, bool]],
+            record: Callable[[list[Any], list[Any]], Job], name: str) -> Response:
     """The fan-out both flows share: relaxation jobs per case, then a record job, replacing the calling job.
 
-    ``starts(predicted case)`` says whether to relax from the prediction and from the unrelaxed cell;
-    ``record(outputs from the prediction, outputs from the unrelaxed cell)`` (one per case, None where
-    not run) makes the record job, which runs even when relaxations fail (their outputs become None) and
-    writes through the exposed store. Every job created here inherits the calling job's worker category.
+    For each of ``case_ids`` (read from the set ``cases`` with their predictions), ``starts(predicted case)``
+    says whether to relax from the prediction and from the unrelaxed cell; ``record(outputs from the
+    prediction, outputs from the unrelaxed cell)`` (one per case, None where not run) makes the record job,
+    which runs even when relaxations fail (their outputs become None) and writes through the exposed store.
+    Every job created here inherits the calling job's worker category.
     """
-    predicted = {p.case_id: p for p in prediction.cases}
+    predicted = read_predictions(location, prediction.prediction_id, case_ids)
+    unrelaxed = {case.case_id: case.structure for case in read_cases(location, cases, case_ids)}
     jobs: list[Job] = []
     from_prediction, from_unrelaxed = [], []
-    for case in cases:
-        use_prediction, use_unrelaxed = starts(predicted[case.case_id])
-        for wanted, structure, label, outputs in ((use_prediction, predicted[case.case_id].structure, "prediction",
+    for case_id in case_ids:
+        use_prediction, use_unrelaxed = starts(predicted[case_id])
+        for wanted, structure, label, outputs in ((use_prediction, predicted[case_id].structure, "prediction",
                                                    from_prediction),
-                                                  (use_unrelaxed, case.structure, "unrelaxed", from_unrelaxed)):
+                                                  (use_unrelaxed, unrelaxed[case_id], "unrelaxed", from_unrelaxed)):
             if wanted:
                 relax = relax_maker.make(structure)
-                relax.name = f"{relax.name} {case.case_id} from {label}"
+                relax.name = f"{relax.name} {case_id} from {label}"
                 jobs.append(relax)
                 outputs.append(relax.output)
             else:
@@ -239,23 +292,24 @@ def relaxation_summaries(outputs: tuple[Any, Any],
 
 
 @job(data=True)
-def record_validation(cases: list[DefectCase], prediction: PredictionOutput, from_prediction: list[Any],
+def record_validation(cases: CaseSet, case_ids: list[str], prediction: PredictionOutput, from_prediction: list[Any],
                       from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any], start: str = "auto",
                       unrelaxed_start: bool = True) -> list[dict[str, Any]]:
-    """One validation document per case (failed relaxations included, with their errors), upserted into
-    the ``validation`` collection beside the JobStore."""
+    """One validation document per case of ``case_ids`` (failed relaxations included, with their errors),
+    upserted into the ``validation`` collection beside the JobStore."""
     from workflows.store import upsert_validation_documents
 
-    predicted = {p.case_id: p for p in prediction.cases}
-    per_case = prediction.seconds / max(len(prediction.cases), 1)
+    location = database_of(CURRENT_JOB.store, "record validation")
+    predicted = read_predictions(location, prediction.prediction_id, case_ids)
+    by_id = {case.case_id: case for case in read_cases(location, cases, case_ids)}
+    per_case = prediction.seconds / max(prediction.count, 1)
     docs = []
-    for case, p, u in zip(cases, from_prediction, from_unrelaxed, strict=True):
-        wanted = scheduled_starts(start, unrelaxed_start, predicted[case.case_id])
+    for case_id, p, u in zip(case_ids, from_prediction, from_unrelaxed, strict=True):
+        wanted = scheduled_starts(start, unrelaxed_start, predicted[case_id])
         (from_p, from_u), errors = relaxation_summaries((p, u), wanted)
-        docs.append(validation_document(case, predicted[case.case_id], per_case, prediction.checkpoint, relaxer,
+        docs.append(validation_document(by_id[case_id], predicted[case_id], per_case, prediction.checkpoint, relaxer,
                                         settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
-    if CURRENT_JOB.store is not None:
-        upsert_validation_documents(CURRENT_JOB.store, docs)
+    upsert_validation_documents(CURRENT_JOB.store, docs)
     return docs
 
 

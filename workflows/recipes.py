@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -259,10 +260,13 @@ def structure_id(recipe: Recipe, case: DefectCase) -> str:
     return f"{recipe.name}-{digest[:12]}"
 
 
-def generate(recipe: Recipe, host_id: str, host: Structure, structures: int | None = None) -> list[DefectCase]:
+def iter_generate(recipe: Recipe, host_id: str, host: Structure,
+                  structures: int | None = None) -> Iterator[DefectCase]:
     """The recipe's first ``structures`` (default ``recipe.structures``) distinct structures, ids as case ids.
 
-    Deterministic: the same recipe and seed give the same list, and a longer list starts with a shorter one.
+    Deterministic: the same recipe and seed give the same sequence, and a longer one starts with a shorter
+    one. The recipe is checked here (one-line errors); structures are drawn as the iterator is consumed,
+    and it raises at the end when fewer distinct structures exist than were asked for.
     """
     wanted = recipe.structures if structures is None else structures
     if wanted < 1:
@@ -275,24 +279,34 @@ def generate(recipe: Recipe, host_id: str, host: Structure, structures: int | No
     types, weights = _defect_types(recipe, sampler)
     caps = _caps(recipe, weights)
     _check_counts(recipe, sampler, types, caps)
-    counts = recipe.counts()
-    rng = np.random.default_rng(recipe.seed)
-    cases: list[DefectCase] = []
-    attempts = max(1000, 50 * wanted)
-    for _ in range(attempts):
-        chosen = _draw_types(int(rng.choice(counts)), weights, caps, rng)
-        vacancies = {el: int(n) for (el, new), n in zip(types, chosen, strict=True) if new is None and n}
-        substitutions: dict[str, dict[str, int | float]] = {}
-        for (el, new), n in zip(types, chosen, strict=True):
-            if new is not None and n:
-                substitutions.setdefault(el, {})[new] = int(n)
-        case = sampler.draw(sampler.plan(vacancies, substitutions), rng)
-        if case is not None:
-            cases.append(case.model_copy(update={"case_id": structure_id(recipe, case)}))
-            if len(cases) == wanted:
-                return cases
-    raise DefiNetInputError(f"recipe {recipe.name}: only {len(cases)} distinct structures in {attempts} draws; "
-                            f"ask for fewer structures or allow more defects")
+
+    def draws() -> Iterator[DefectCase]:
+        counts = recipe.counts()
+        rng = np.random.default_rng(recipe.seed)
+        found = 0
+        attempts = max(1000, 50 * wanted)
+        for _ in range(attempts):
+            chosen = _draw_types(int(rng.choice(counts)), weights, caps, rng)
+            vacancies = {el: int(n) for (el, new), n in zip(types, chosen, strict=True) if new is None and n}
+            substitutions: dict[str, dict[str, int | float]] = {}
+            for (el, new), n in zip(types, chosen, strict=True):
+                if new is not None and n:
+                    substitutions.setdefault(el, {})[new] = int(n)
+            case = sampler.draw(sampler.plan(vacancies, substitutions), rng)
+            if case is not None:
+                yield case.model_copy(update={"case_id": structure_id(recipe, case)})
+                found += 1
+                if found == wanted:
+                    return
+        raise DefiNetInputError(f"recipe {recipe.name}: only {found} distinct structures in {attempts} draws; "
+                                f"ask for fewer structures or allow more defects")
+
+    return draws()
+
+
+def generate(recipe: Recipe, host_id: str, host: Structure, structures: int | None = None) -> list[DefectCase]:
+    """:func:`iter_generate` as a list."""
+    return list(iter_generate(recipe, host_id, host, structures))
 
 
 def split_of(recipe: Recipe, structure_ids: list[str]) -> dict[str, list[str]]:

@@ -131,16 +131,20 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
                  fmax: float | None = None, start: str = "auto",
                  companion: str | None = None) -> tuple[Flow, list[str]]:
     """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
+    from workflows.enumeration import survey
     from workflows.flows import DefectValidationMaker
     from workflows.hosts import resolve_host
     from workflows.jobs import DefiNetPredictMaker
     from workflows.relaxers import check_elements, relax_maker
 
     hosts = [resolve_host(spec) for spec in host_specs]
-    cases = [case for host_id, host in hosts for case in enumeration.enumerate(host_id, host)]  # fail early
-    check_elements(relaxer, {el.symbol for case in cases for el in case.structure.composition})
-    print(f"{len(cases)} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
-          f"up to {len(cases) * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
+    count, elements = survey(case for host_id, host in hosts for case in enumeration.iter_cases(host_id, host))
+    if count == 0:  # fail early, here rather than in the enumeration job
+        raise DefiNetInputError(f"hosts {', '.join(h for h, _ in hosts)}: the enumeration settings give no defect "
+                                "cases")
+    check_elements(relaxer, elements)
+    print(f"{count} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
+          f"up to {count * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
     maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
                                   predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device,
                                                                     companion=companion),

@@ -9,6 +9,7 @@ embedded SecantusDB server) is :mod:`workflows.db_server`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -150,12 +151,18 @@ class KeyedStore:
                 raise
             self.store.update(clean, key=list(self.KEY))
 
-    def find(self, criteria: dict[str, Any] | None = None, properties: list[str] | None = None) -> list[dict]:
-        """Documents matching ``criteria`` (all when None), sorted by the key, without Mongo's ``_id``."""
+    def iterate(self, criteria: dict[str, Any] | None = None,
+                properties: list[str] | None = None) -> Iterator[dict]:
+        """Documents matching ``criteria`` (all when None), sorted by the key, without Mongo's ``_id``,
+        read from the server in batches as the iterator is consumed."""
         self.connect()
-        docs = self.store.query(criteria=criteria or {}, properties=properties,
-                                sort={name: 1 for name in self.KEY})
-        return [{k: v for k, v in doc.items() if k != "_id"} for doc in docs]
+        for doc in self.store.query(criteria=criteria or {}, properties=properties,
+                                    sort={name: 1 for name in self.KEY}):
+            yield {k: v for k, v in doc.items() if k != "_id"}
+
+    def find(self, criteria: dict[str, Any] | None = None, properties: list[str] | None = None) -> list[dict]:
+        """:meth:`iterate` as a list."""
+        return list(self.iterate(criteria, properties))
 
     def find_in(self, **allowed: list[str] | None) -> list[dict]:
         """Documents whose every named field is one of its allowed values (a None or empty list: any value)."""

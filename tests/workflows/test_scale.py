@@ -1,18 +1,23 @@
-"""Scale: streamed prediction equals one-by-one prediction; the prediction job's cases go to GridFS, not `jobs`."""
+"""Scale: streamed prediction equals one-by-one prediction; cases and predictions stream through their collections."""
 
 from __future__ import annotations
 
+import logging
+
+import bson
 import numpy as np
 import pytest
-from jobflow import Flow, job, run_locally
+from jobflow import CURRENT_JOB, Flow, job, run_locally
 from pymatgen.core import Structure
 from pymongo import MongoClient
 
 from definet_core.predict import EDGE_KEYS, Predictor
 from tests.conftest import random_defect_cell
+from workflows.case_store import CaseCollection, PredictionCollection, read_cases, read_predictions, write_cases
+from workflows.db_server import DefiNetStoreError
 from workflows.documents import PredictionOutput
 from workflows.enumeration_settings import EnumerationSettings
-from workflows.jobs import DefiNetPredictMaker, enumerate_defects
+from workflows.jobs import DefiNetPredictMaker, enumerate_defects, enumeration_job, with_store
 from workflows.store import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
 
 SMALL_DENSE = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
@@ -46,35 +51,73 @@ def test_streamed_batches_equal_one_by_one_predictions(predictor: Predictor) -> 
 
 
 @job
-def predicted_case_ids(prediction: PredictionOutput) -> list[str]:
-    """A downstream job: the ids of the predicted cases whose structure came back from GridFS as a Structure."""
-    return [case.case_id for case in prediction.cases if isinstance(case.structure, Structure)]
+def stored_predictions(prediction: PredictionOutput) -> dict[str, bool]:
+    """A downstream job: each predicted case's id, and whether its structure came back from the store."""
+    from workflows.store import mongo_location
+
+    location = mongo_location(CURRENT_JOB.store)
+    with PredictionCollection(*location) as collection:
+        ids = [doc["case_id"] for doc in collection.find({"prediction_id": prediction.prediction_id}, ["case_id"])]
+    predicted = read_predictions(location, prediction.prediction_id, ids)
+    return {case_id: isinstance(p.structure, Structure) for case_id, p in predicted.items()}
 
 
-def test_prediction_cases_go_to_gridfs_and_resolve_downstream(mongo_uri: str, database_name: str, tmp_path) -> None:
+def test_cases_and_predictions_stream_through_collections(mongo_uri: str, database_name: str, tmp_path,
+                                                          monkeypatch) -> None:
+    """Cases and predictions go to their collections in chunks (3 cases, chunks of 2); job outputs stay small."""
+    from workflows import case_store
     from workflows.hosts import resolve_host
 
-    cases = enumerate_defects([resolve_host("MoS2-1L")], SMALL_DENSE)
+    monkeypatch.setattr(case_store, "CHUNK_SIZE", 2)
+    cases = enumeration_job([resolve_host("MoS2-1L")], SMALL_DENSE)
     predict = DefiNetPredictMaker(device="cpu", batch_size=2).make(cases.output)
-    downstream = predicted_case_ids(predict.output)
+    downstream = with_store(stored_predictions(predict.output), "downstream")
     responses = run_locally(Flow([cases, predict, downstream]), store=job_store(mongo_uri, database_name),
                             ensure_success=True, log=False, root_dir=str(tmp_path), create_folders=True)
-    enumerated = [case.case_id for case in responses[cases.uuid][1].output]
-    assert len(enumerated) == 3 and responses[downstream.uuid][1].output == enumerated
+    case_set = responses[cases.uuid][1].output
+    output = responses[predict.uuid][1].output
+    assert case_set.count == 3 and case_set.set_id == cases.uuid
+    assert output.count == 3 and output.prediction_id == predict.uuid and output.in_domain == 3
+    location = (mongo_uri, database_name)
+    enumerated = [case.case_id for case in read_cases(location, case_set)]
+    assert enumerated == [case.case_id for case in SMALL_DENSE.enumerate(*resolve_host("MoS2-1L"))]
+    assert responses[downstream.uuid][1].output == dict.fromkeys(enumerated, True)
 
     with MongoClient(mongo_uri) as client:
         database = client[database_name]
-        doc = database[JOBS_COLLECTION].find_one({"uuid": predict.uuid})
-        reference = doc["output"]["cases"]
-        assert set(reference) >= {"blob_uuid", "store"} and reference["store"] == "data"
-        assert doc["output"]["checkpoint"] == responses[predict.uuid][1].output.checkpoint  # the rest stays inline
-        blob = database[f"{BLOBS_COLLECTION}.files"].find_one({"metadata.blob_uuid": reference["blob_uuid"]})
-        assert blob is not None and blob["metadata"]["job_uuid"] == predict.uuid and blob["length"] > 0
-    loaded = job_store(mongo_uri, database_name)
-    loaded.connect()
-    try:
-        output = loaded.get_output(predict.uuid, load=True)  # raw: jobflow decodes when it resolves a reference
-    finally:
-        loaded.close()
-    assert [case["case_id"] for case in output["cases"]] == enumerated
-    assert all(case["structure"]["@class"] == "Structure" for case in output["cases"])
+        for job_uuid in (cases.uuid, predict.uuid):
+            doc = database[JOBS_COLLECTION].find_one({"uuid": job_uuid})
+            assert len(bson.encode(doc)) < 2000  # a reference, not the cases
+        assert database[BLOBS_COLLECTION + ".files"].count_documents({}) == 0
+        assert database[CaseCollection.COLLECTION].count_documents({"set_id": case_set.set_id}) == 3
+        assert database[PredictionCollection.COLLECTION].count_documents({"prediction_id": predict.uuid}) == 3
+
+
+def test_stored_case_keeps_structure_and_pristine(mongo_uri: str, database_name: str) -> None:
+    """A case read back equals the one written: structure, defects and the pristine cell rebuilt from them."""
+    from workflows.hosts import resolve_host
+
+    written = SMALL_DENSE.enumerate(*resolve_host("MoS2-1L"))
+    location = (mongo_uri, database_name)
+    case_set = write_cases(location, "set-a", iter(written))
+    write_cases(location, "set-a", iter(written))  # a job run again replaces its documents
+    read = list(read_cases(location, case_set))
+    assert case_set.count == 3 and len(read) == 3
+    for a, b in zip(written, read, strict=True):
+        assert a.case_id == b.case_id and a.defects == b.defects
+        assert a.structure == b.structure and a.pristine == b.pristine
+    assert [c.case_id for c in read_cases(location, case_set, [written[2].case_id])] == [written[2].case_id]
+    with MongoClient(mongo_uri) as client:
+        client[database_name][CaseCollection.COLLECTION].delete_one({"set_id": "set-a", "index": 1})
+    with pytest.raises(DefiNetStoreError, match="2 stored, 3 expected"):
+        list(read_cases(location, case_set))
+
+
+def test_jobs_without_a_mongodb_store_say_so(tmp_path, caplog) -> None:
+    from workflows.hosts import resolve_host
+
+    cases = enumerate_defects([resolve_host("MoS2-1L")], SMALL_DENSE)  # store not exposed
+    with caplog.at_level(logging.INFO, logger="jobflow"):
+        responses = run_locally(cases, ensure_success=False, log=False, root_dir=str(tmp_path), create_folders=True)
+    assert cases.uuid not in responses
+    assert "enumerate defects: needs jobflow's store exposed" in caplog.text
