@@ -6,7 +6,9 @@
 Runs the enumerate + predict part of the validation flow (``enumeration_job`` and
 ``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs``, relaxations off) with jobflow's
 ``run_locally`` on the embedded SecantusDB server (a temporary data directory unless ``--data-dir``;
-there the database ``bench_scale_<n>`` is dropped first) through ``workflows.store.job_store``.
+there the database ``bench_scale_<n>`` is dropped first) through ``workflows.store.job_store``. With a
+server started beforehand by ``definet db start --data-dir DIR`` and ``--data-dir DIR`` here, the server
+runs in its own process and the peak RSS is the flow's alone (in-process, it includes the database's cache).
 
 Each size runs in a process of its own (``--single N``), since a process's peak RSS only grows; the
 baseline size shows how peak memory grows with the number of cases. Per size: seconds per case of the

@@ -82,7 +82,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--device", default="auto", help="auto|cpu|cuda")
     predict.add_argument("--batch-size", type=int, default=16)
     predict.add_argument("--companion", default=None, metavar="CHECKPOINT",
-                         help="a second checkpoint: report the spread of the two predictions (A), an error estimate")
+                         help="a second checkpoint: predict the mean of the two models and report their spread (A), "
+                              "an error estimate")
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="same",
                          help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")

@@ -34,8 +34,9 @@ class Prediction:
     verdict: Verdict
     """Whether the prediction may be used as a relaxation start (``definet_core.applicability``)."""
     spread: float | None = None
-    """Mean |dx|,|dy|,|dz| (A) between this prediction and the companion checkpoint's, over real atoms: an
-    estimate of the prediction's error (``bench/ensemble_uncertainty.py``); None without a companion."""
+    """Mean |dx|,|dy|,|dz| (A) between the two models' predictions over real atoms when a companion checkpoint
+    was given (the prediction is then their mean): an estimate of the prediction's error
+    (``bench/ensemble_uncertainty.py``); None without a companion."""
 
 
 class Predictor:
@@ -47,7 +48,8 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16,
                  companion: str | Path | None = None) -> None:
-        """``companion``: a second, independently trained checkpoint whose disagreement gives ``Prediction.spread``."""
+        """``companion``: a second, independently trained checkpoint. Predictions are then the mean of the two
+        models, and their disagreement is ``Prediction.spread``."""
         self.companion = Predictor(companion, device, batch_size) if companion is not None else None
         self.device = resolve_device(device)
         self.model, payload = load_model(checkpoint, self.device)
@@ -84,20 +86,27 @@ class Predictor:
         return list(positions.split(batch.ptr.diff().tolist()))
 
     def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
-        """Predictions of one batch: structures written back, the verdict and (with a companion) the spread."""
+        """Predictions of one batch: structures written back, the verdict and (with a companion) the spread.
+
+        With a companion the prediction is the mean of the two models' positions (a two-model ensemble:
+        4 % lower mean val MAE than either model alone) and the spread is their disagreement.
+        """
         positions = self._positions(graphs)
-        spreads = self._spreads(graphs, positions) if self.companion is not None else [None] * len(graphs)
+        spreads: list[float | None] = [None] * len(graphs)
+        if self.companion is not None:
+            theirs = self._companion_positions(graphs)
+            spreads = [float((mine - their).abs()[g.marker != Marker.VACANCY].mean())
+                       for g, mine, their in zip(graphs, positions, theirs, strict=True)]
+            positions = [0.5 * (mine + their) for mine, their in zip(positions, theirs, strict=True)]
         return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain), spread)
                 for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
 
-    def _spreads(self, graphs: Sequence[Data], positions: list[torch.Tensor]) -> list[float]:
-        """Mean |dx|,|dy|,|dz| over real atoms between these positions and the companion's, per graph."""
+    def _companion_positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
+        """The companion checkpoint's positions for these graphs (rebuilt when its graph settings differ)."""
         other = self.companion.config
         same = (other.radius, other.max_neighbors) == (self.config.radius, self.config.max_neighbors)
-        theirs = self.companion._positions(graphs if same else [regraph(g, other.radius, other.max_neighbors)
-                                                                 for g in graphs])
-        return [float((mine - their).abs()[g.marker != Marker.VACANCY].mean())
-                for g, mine, their in zip(graphs, positions, theirs, strict=True)]
+        return self.companion._positions(graphs if same else [regraph(g, other.radius, other.max_neighbors)
+                                                             for g in graphs])
 
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
         """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.

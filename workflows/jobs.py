@@ -63,8 +63,7 @@ def enumerate_defects(hosts: list[tuple[str, Structure]], settings: EnumerationS
     case_set = write_cases(location, CURRENT_JOB.job.uuid,
                            (case for host_id, host in hosts for case in settings.iter_cases(host_id, host)))
     if case_set.count == 0:
-        raise DefiNetInputError(f"hosts {', '.join(h for h, _ in hosts)}: the enumeration settings give no defect "
-                                "cases")
+        raise DefiNetInputError("enumerate defects: no hosts given, so no defect cases")
     return case_set
 
 

@@ -78,8 +78,8 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     run.add_argument("--companion", default=None, metavar="CHECKPOINT",
-                     help="a second checkpoint: each document stores the spread of the two predictions (A), "
-                          "an estimate of the prediction's error")
+                     help="a second checkpoint: relaxations start from the mean of the two models' predictions, "
+                          "and each document stores their spread (A), an estimate of the prediction's error")
     run.add_argument("--device", default="auto")
     add_store_options(run)
 
@@ -139,9 +139,6 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
 
     hosts = [resolve_host(spec) for spec in host_specs]
     count, elements = survey(case for host_id, host in hosts for case in enumeration.iter_cases(host_id, host))
-    if count == 0:  # fail early, here rather than in the enumeration job
-        raise DefiNetInputError(f"hosts {', '.join(h for h, _ in hosts)}: the enumeration settings give no defect "
-                                "cases")
     check_elements(relaxer, elements)
     print(f"{count} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
           f"up to {count * (2 if unrelaxed_start else 1)} relaxations (start: {start})")

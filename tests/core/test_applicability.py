@@ -116,16 +116,20 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
         resolve_checkpoint("no_such_model")
 
 
-def test_a_companion_checkpoint_gives_each_prediction_a_spread(tiny_checkpoint):
+def test_a_companion_checkpoint_gives_the_mean_prediction_and_a_spread(tiny_checkpoint):
     from definet_core.graph import regraph
 
     cell, host = random_defect_cell(np.random.default_rng(2), size=4, n_vacancies=2, c=20.0)
     (alone,) = Predictor(device="cpu").predictions([cell], host)
     assert alone.spread is None
     (twin,) = Predictor(device="cpu", companion="definet_2d").predictions([cell], host)  # same weights
-    assert twin.spread == 0.0
+    assert twin.spread == 0.0 and np.allclose(twin.structure.cart_coords, alone.structure.cart_coords)
     (pair,) = Predictor(device="cpu", companion=tiny_checkpoint).predictions([cell], host)  # other graph settings
-    assert pair.spread > 0 and np.allclose(pair.structure.cart_coords, alone.structure.cart_coords)
+    (other,) = Predictor(tiny_checkpoint, device="cpu").predictions([cell], host)
+    mean = 0.5 * (alone.structure.cart_coords + other.structure.cart_coords)
+    assert pair.spread > 0 and np.allclose(pair.structure.cart_coords, mean, atol=1e-6)
+    assert np.isclose(pair.spread, np.abs(alone.structure.cart_coords - other.structure.cart_coords).mean(),
+                      atol=1e-6)  # no vacancy node reaches the structure
 
     graph = mos2_graph()
     rebuilt = regraph(graph, 4.0, 12)
