@@ -11,7 +11,7 @@ from torch_geometric.data import Batch, Data
 
 from definet_core.config import ModelConfig
 from definet_core.model import DefiNet
-from definet_core.train import autocast, position_loss
+from definet_core.train import TrainConfig, TrainingRun
 
 
 @dataclass(frozen=True)
@@ -33,25 +33,16 @@ class SizeTiming:
 
 def time_training_step(model_config: ModelConfig, batch: Batch, device: torch.device, precision: str,
                        steps: int = 8, warmup: int = 3) -> float:
-    """Mean wall time (s) of a forward + backward + AdamW step on ``batch`` (on ``device``)."""
-    model = DefiNet(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        with autocast(device, precision):
-            predicted = model(batch)
-        loss = position_loss(predicted, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    """Mean wall time (s) of a whole training step on ``batch`` (on ``device``): forward, loss, backward,
+    clipping, AdamW and EMA, as ``definet_core.train`` runs it."""
+    run = TrainingRun(model_config, TrainConfig(), device)
     for _ in range(warmup):
-        step()
+        run.step_on(batch, precision)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
-        step()
+        run.step_on(batch, precision)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - started) / steps

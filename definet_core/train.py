@@ -33,6 +33,8 @@ from definet_core.markers import Marker
 from definet_core.model import DefiNet
 
 SCHEDULES = ("plateau", "cosine")
+LOSS_READ_EVERY = 25
+"""Training steps between reads of the loss for the progress bar (each read waits for the GPU)."""
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSS_BALANCES = ("none", "material")
 
@@ -99,14 +101,14 @@ def position_loss(predicted: torch.Tensor, batch: Data) -> torch.Tensor:
     """Mean per-atom distance to the DFT positions over non-vacancy nodes.
 
     With a per-graph ``loss_weight`` on the batch, each atom's distance is weighted by its graph's weight
-    (a weighted mean, equal to the plain mean when every weight is 1).
+    (a weighted mean, equal to the plain mean when every weight is 1). Vacancy nodes get weight 0 rather
+    than being indexed out, so the loss never waits for the GPU (boolean indexing would).
     """
-    atoms = batch.marker != Marker.VACANCY
-    distance = torch.sqrt(((predicted.float()[atoms] - batch.y[atoms]) ** 2).sum(dim=-1) + 1e-12)
+    atom_weight = (batch.marker != Marker.VACANCY).float()
     weight = getattr(batch, "loss_weight", None)
-    if weight is None:
-        return distance.mean()
-    atom_weight = weight[batch.batch[atoms]]
+    if weight is not None:
+        atom_weight = atom_weight * weight[batch.batch]
+    distance = torch.sqrt(((predicted.float() - batch.y) ** 2).sum(dim=-1) + 1e-12)
     return (atom_weight * distance).sum() / atom_weight.sum()
 
 
@@ -142,12 +144,25 @@ def validation_mae(model: torch.nn.Module, graphs: list[Data], device: torch.dev
     return float(torch.cat(per_structure).mean())
 
 
-def ema_with_warmup(decay: float):
-    """EMA update whose decay ramps up as (1 + n) / (10 + n), so early averages do not cling to the init."""
-    def average(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        step_decay = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
-        return step_decay * averaged + (1.0 - step_decay) * current
-    return average
+class WarmupEma:
+    """EMA update for ``AveragedModel(multi_avg_fn=...)`` whose decay ramps up as (1 + n) / (10 + n) up to
+    ``decay``, so early averages do not cling to the init.
+
+    ``n`` (the updates averaged so far) is counted here, on the host, instead of read from the averaged
+    model's device counter: reading it cost two GPU synchronisations per parameter tensor per step. All
+    tensors are updated by one multi-tensor ``lerp``.
+    """
+
+    def __init__(self, decay: float, num_averaged: int = 0) -> None:
+        self.decay = decay
+        self.num_averaged = max(num_averaged, 1)  # AveragedModel copies the first update without averaging
+
+    def __call__(self, averaged: list[torch.Tensor], current: list[torch.Tensor], _: torch.Tensor) -> None:
+        """Move ``averaged`` towards ``current`` in place."""
+        n = self.num_averaged
+        step_decay = min(self.decay, (1.0 + n) / (10.0 + n))
+        torch._foreach_lerp_(averaged, current, 1.0 - step_decay)
+        self.num_averaged += 1
 
 
 def cosine_lr(config: TrainConfig, step: int, progress: float) -> float:
@@ -197,7 +212,7 @@ def prepare_graphs(train_sets: dict[str, list[Data]], config: TrainConfig, devic
     return graphs
 
 
-class _Run:
+class TrainingRun:
     """Mutable state of one training run: model, EMA, optimiser, schedule and counters."""
 
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device,
@@ -207,9 +222,10 @@ class _Run:
         if initial_state is not None:  # fine-tuning: the EMA starts from these weights too
             self.model.load_state_dict(initial_state)
         self.model.to(device)
-        self.ema = AveragedModel(self.model, avg_fn=ema_with_warmup(config.ema_decay))
+        self.ema_update = WarmupEma(config.ema_decay)
+        self.ema = AveragedModel(self.model, multi_avg_fn=self.ema_update)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           amsgrad=config.amsgrad)
+                                           amsgrad=config.amsgrad, fused=True)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,
             threshold=config.lr_threshold, min_lr=config.min_lr)
@@ -220,6 +236,7 @@ class _Run:
         """Restore from a saved state (settings come from the config, counters and weights from the file)."""
         self.model.load_state_dict(saved["model"])
         self.ema.load_state_dict(saved["ema"])
+        self.ema_update.num_averaged = max(int(self.ema.n_averaged), 1)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.plateau.load_state_dict(saved["scheduler"])
         self.plateau.threshold = self.config.lr_threshold
@@ -241,6 +258,24 @@ class _Run:
                     "train_config": asdict(self.config), "torch_rng": torch.get_rng_state(),
                     "python_rng": random.getstate()}, tmp)
         tmp.replace(path)
+
+    def step_on(self, batch: Data, precision: str) -> torch.Tensor:
+        """One optimiser step on ``batch``: forward (autocast), loss, backward, clipping, AdamW, EMA.
+
+        Returns the loss as a tensor; nothing here waits for the device.
+        """
+        device = batch.pos.device
+        if self.config.position_noise > 0:
+            batch.pos = batch.pos + self.config.position_noise * torch.randn_like(batch.pos)
+        with autocast(device, precision):
+            predicted = self.model(batch)
+        loss = position_loss(predicted, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.ema.update_parameters(self.model)
+        return loss.detach()
 
     def progress(self, steps_per_epoch: int) -> float:
         """Fraction of the run done: by steps over all epochs, or by time when a budget is set (whichever is more)."""
@@ -288,7 +323,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
 
-    run = _Run(model_config, train_config, device, float32_state(initial) if initial is not None else None)
+    run = TrainingRun(model_config, train_config, device, float32_state(initial) if initial is not None else None)
     if saved is not None:
         run.load(saved)
         run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
@@ -306,7 +341,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         run.model.train()
         generator = torch.Generator().manual_seed(train_config.seed * 100003 + run.epoch)
         loader = DataLoader(train_graphs, batch_size=train_config.batch_size, shuffle=True, generator=generator)
-        losses: list[float] = []
+        losses: list[torch.Tensor] = []  # on the device; read every LOSS_READ_EVERY steps and at the epoch end
         bar = tqdm(loader, desc=f"epoch {run.epoch}", disable=not progress, leave=False, total=steps_per_epoch)
         tick = time.time()
         for index, batch in enumerate(bar):
@@ -315,21 +350,12 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             if train_config.schedule == "cosine":
                 for group in run.optimizer.param_groups:
                     group["lr"] = cosine_lr(train_config, run.step, run.progress(steps_per_epoch))
-            if train_config.position_noise > 0:
-                batch.pos = batch.pos + train_config.position_noise * torch.randn_like(batch.pos)
-            with autocast(device, precision):
-                predicted = run.model(batch)
-            loss = position_loss(predicted, batch)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), train_config.grad_clip)
-            run.optimizer.step()
-            run.ema.update_parameters(run.model)
-            losses.append(loss.item())
+            losses.append(run.step_on(batch, precision))
             run.step, run.batches_done = run.step + 1, index + 1
+            if len(losses) % LOSS_READ_EVERY == 0:
+                bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}")
             now = time.time()
             run.elapsed, tick = run.elapsed + now - tick, now
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
             if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
                 stop_reason = "time budget"
                 break
@@ -353,7 +379,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         else:
             run.stale += 1
         steps = run.step - started_steps
-        record = {"epoch": run.epoch, "step": run.step, "train_loss": float(np.mean(losses)) if losses else None,
+        record = {"epoch": run.epoch, "step": run.step,
+                  "train_loss": float(torch.stack(losses).mean()) if losses else None,
                   "val_mae": val, "val_mae_mean": val_mean, "lr": run.optimizer.param_groups[0]["lr"],
                   "seconds": round(seconds, 1), "elapsed_s": round(run.elapsed, 1), "best_epoch": run.best_epoch,
                   "device": _device_name(device), "precision": precision,

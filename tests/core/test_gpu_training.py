@@ -141,3 +141,49 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_state(dataset_root, 
     summary = train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=2, **FAST), resume=True, progress=False)
     assert summary["steps"] == 2 + 1 + 3  # the rest of epoch 1, then epoch 2 in full (12 graphs, batch 4)
     assert [json.loads(line)["epoch"] for line in log_path(out).read_text().splitlines()] == [1, 2]
+
+
+def test_ema_follows_the_warmup_formula_and_resumes_from_the_saved_count():
+    from torch.optim.swa_utils import AveragedModel
+
+    from definet_core.train import WarmupEma
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ema = AveragedModel(model, multi_avg_fn=WarmupEma(0.9))
+    expected = None
+    for n in range(6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        current = [p.detach().clone() for p in model.parameters()]
+        if n == 3:  # a resumed run: the update function restarts from the averaged model's saved count
+            update = WarmupEma(0.9)
+            resumed = AveragedModel(model, multi_avg_fn=update)
+            resumed.load_state_dict(ema.state_dict())
+            update.num_averaged = int(resumed.n_averaged)
+            ema = resumed
+        ema.update_parameters(model)
+        if expected is None:
+            expected = current
+        else:
+            decay = min(0.9, (1.0 + n) / (10.0 + n))
+            expected = [decay * e + (1.0 - decay) * c for e, c in zip(expected, current, strict=True)]
+        for e, a in zip(expected, ema.module.parameters(), strict=True):
+            assert torch.allclose(e, a, atol=1e-6)
+
+
+def test_position_loss_ignores_vacancy_nodes_and_weights_graphs(dataset_root, cache_dir):
+    graphs = load_dataset([dataset_root], "train", TINY_CONFIG.radius, TINY_CONFIG.max_neighbors,
+                          progress=False)["MoS2"][:3]
+    batch = Batch.from_data_list(graphs)
+    predicted = batch.pos + 0.1 * torch.randn_like(batch.pos)
+    predicted[batch.marker == 2] += 100.0  # a vacancy node far off must not count
+    atoms = batch.marker != 2
+    distances = torch.linalg.norm(predicted[atoms] - batch.y[atoms], dim=-1)
+    assert (batch.marker == 2).any()
+    assert float(position_loss(predicted, batch)) == pytest.approx(float(distances.mean()), rel=1e-5)
+    batch.loss_weight = torch.tensor([1.0, 0.0, 0.0])
+    first = atoms & (batch.batch == 0)
+    assert float(position_loss(predicted, batch)) == pytest.approx(
+        float(torch.linalg.norm(predicted[first] - batch.y[first], dim=-1).mean()), rel=1e-5)
