@@ -1,13 +1,15 @@
 """Prediction throughput of DefiNet against CHGNet relaxation of the same defect supercells.
 
     python bench/bench_predict.py [--n 64] [--batch-sizes 1 8 32] [--chgnet 3] [--checkpoint CKPT]
-                                  [--data DIR --material high_density/MoS2] [--devices cuda]
+                                  [--data DIR --material high_density/MoS2] [--devices cuda] [--compile]
 
 Structures: dense-defect 8x8 MoS2 monolayer supercells (the shipped model's domain, 180-190 atoms),
 generated with the project's enumeration, or read from a dataset (``--data``). Prints graph
 construction time (timed apart from the network), structures/s and atoms/s per batch size and
 device, peak memory, and the wall time of CHGNet (atomate2 ForceFieldRelaxMaker, fixed cell, FIRE,
-fmax 0.05) on the first structures, with the ratio per structure. All figures come from this one process.
+fmax 0.05) on the first structures, with the ratio per structure. ``--compile`` also times the model
+through ``torch.compile`` (its one-off compile time apart) and prints the ratio to eager at each batch
+size. All figures come from this one process.
 """
 
 from __future__ import annotations
@@ -58,9 +60,9 @@ def dataset_structures(root: str, material: str, n: int) -> list[tuple[str, Stru
 
 
 def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats: int = 2) -> dict:
-    """Best-of-``repeats`` inference time over all graphs at ``batch_size``."""
+    """Best-of-``repeats`` inference time over all graphs at ``batch_size`` (``compiled`` marks a compiled model)."""
     predictor.batch_size = batch_size
-    predictor.predict_graphs(graphs[: batch_size])  # warm-up
+    predictor.predict_graphs(graphs)  # warm-up (and compilation), over every shape timed
     cuda = predictor.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -74,7 +76,8 @@ def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)
     atoms = sum(int(g.num_nodes) for g in graphs)
-    return {"device": str(predictor.device), "batch_size": batch_size, "seconds": best,
+    return {"device": str(predictor.device), "compiled": predictor.forward is not predictor.model,
+            "batch_size": batch_size, "seconds": best,
             "structures_per_s": len(graphs) / best, "atoms_per_s": atoms / best,
             "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()}
 
@@ -107,6 +110,7 @@ def main() -> None:
                         help="take the structures from this dataset root (--material) instead of enumerating them")
     parser.add_argument("--material", default="high_density/MoS2")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
+    parser.add_argument("--compile", action="store_true", help="also time the model through torch.compile")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -123,17 +127,27 @@ def main() -> None:
           f"model {predictor.checkpoint} ({predictor.model.num_parameters():,} parameters, "
           f"radius {predictor.config.radius} A, <= {predictor.config.max_neighbors} neighbours)")
     print(f"graph construction (markers + neighbour list): {1000 * graph_seconds:.1f} ms per structure")
-    rows = []
+    rows, compile_seconds = [], {}
     for device in devices:
-        predictor = Predictor(args.checkpoint, device)
-        for batch_size in args.batch_sizes:
-            rows.append(time_inference(predictor, graphs, batch_size))
-    print(f"{'device':<8}{'batch':>6}{'struct/s':>10}{'atoms/s':>10}{'ms/struct':>11}{'peak MB':>9}")
+        for compiled in [False, True] if args.compile else [False]:
+            predictor = Predictor(args.checkpoint, device, compile=compiled)
+            if compiled:
+                started = time.perf_counter()
+                predictor.predict_graphs(graphs[:1])
+                compile_seconds[device] = time.perf_counter() - started
+                print(f"{device}: torch.compile took {compile_seconds[device]:.1f} s (first call)")
+            for batch_size in args.batch_sizes:
+                rows.append(time_inference(predictor, graphs, batch_size))
+    eager = {(r["device"], r["batch_size"]): r["structures_per_s"] for r in rows if not r["compiled"]}
+    print(f"{'device':<8}{'model':>9}{'batch':>6}{'struct/s':>10}{'atoms/s':>10}{'ms/struct':>11}{'peak MB':>9}"
+          f"{'x eager':>8}")
     for r in rows:
-        print(f"{r['device']:<8}{r['batch_size']:>6}{r['structures_per_s']:>10.1f}{r['atoms_per_s']:>10.0f}"
-              f"{1000 / r['structures_per_s']:>11.1f}{r['peak_memory_mb']:>9.0f}")
+        ratio = r["structures_per_s"] / eager[(r["device"], r["batch_size"])]
+        print(f"{r['device']:<8}{'compiled' if r['compiled'] else 'eager':>9}{r['batch_size']:>6}"
+              f"{r['structures_per_s']:>10.1f}{r['atoms_per_s']:>10.0f}{1000 / r['structures_per_s']:>11.1f}"
+              f"{r['peak_memory_mb']:>9.0f}{ratio:>8.2f}")
     result = {"n": len(cases), "checkpoint": predictor.checkpoint, "graph_ms_per_structure": 1000 * graph_seconds,
-              "inference": rows}
+              "inference": rows, "compile_seconds": compile_seconds}
     if args.chgnet:
         chgnet = time_chgnet([cell for _, cell, _, _ in cases[: args.chgnet]])
         best_cpu = max(r["structures_per_s"] for r in rows if r["device"] == "cpu")

@@ -12,6 +12,7 @@ import numpy as np
 
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
+from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES, compile_policy
 from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, TrainConfig
 
 
@@ -52,6 +53,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="Gaussian noise (A) added to training input positions (a regulariser)")
     train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
     train.add_argument("--half-checkpoint", action="store_true", help="store the best weights in float16")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile the training forward pass (~40 s once; ~2.6x faster steps on this CPU)")
     train.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
@@ -84,6 +87,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--companion", default=None, metavar="CHECKPOINT",
                          help="a second checkpoint: predict the mean of the two models and report their spread (A), "
                               "an error estimate")
+    predict.add_argument("--compile", choices=COMPILE_POLICIES, default="auto",
+                         help=f"torch.compile the model (~40 s once, then several times faster); auto: for "
+                              f"{COMPILE_AUTO_MIN} structures or more")
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="same",
                          help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")
@@ -99,7 +105,7 @@ def _train(args: argparse.Namespace) -> None:
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, amsgrad=args.amsgrad,
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
         precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
-        position_noise=args.position_noise, half_checkpoint=args.half_checkpoint,
+        position_noise=args.position_noise, half_checkpoint=args.half_checkpoint, compile=args.compile,
         early_stop_patience=args.patience, seed=args.seed, device=args.device)
     sets = None
     if args.hidden_candidates and not args.resume:
@@ -189,7 +195,8 @@ def _predict(args: argparse.Namespace) -> None:
     from definet_core.markers import Marker
     from definet_core.predict import Predictor
 
-    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companion)
+    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companion,
+                          compile_policy(args.compile, len(args.structures)))
     host = read_structure(args.host)
     matrix = np.diag(args.supercell) if args.supercell else None
     started = time.perf_counter()

@@ -12,6 +12,8 @@ products touch vector quantities, so the model is exactly E(3)-equivariant.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -19,6 +21,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from definet_core.config import ModelConfig
+from definet_core.errors import DefiNetInputError
 
 
 class BesselBasis(nn.Module):
@@ -131,3 +134,45 @@ class DefiNet(nn.Module):
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+COMPILE_POLICIES = ("auto", "always", "never")
+COMPILE_AUTO_MIN = 1000
+"""``compile_policy("auto", n)`` compiles for this many structures or more: compiling costs ~40 s once
+and then saves ~30 ms per structure on a 2-core CPU (more on a GPU)."""
+
+def compile_policy(policy: str, count: int) -> bool:
+    """Whether to compile the model for ``count`` structures under ``policy`` (``COMPILE_POLICIES``)."""
+    if policy not in COMPILE_POLICIES:
+        raise DefiNetInputError(f"--compile {policy}: expected one of {', '.join(COMPILE_POLICIES)}")
+    return policy == "always" or (policy == "auto" and count >= COMPILE_AUTO_MIN)
+
+
+class CompiledForward:
+    """A DefiNet's forward pass compiled by ``torch.compile`` (dynamic shapes: any number of nodes and edges).
+
+    Compiling takes ~40 s once per process on a 2-core CPU and then runs inference ~4x and training
+    steps ~2.6x faster there (``bench/bench_predict.py --compile``), within 2e-6 A of eager. If the
+    first call cannot compile (no C++ compiler, an unsupported backend), it warns and runs eagerly.
+    """
+
+    def __init__(self, model: DefiNet) -> None:
+        self.model = model
+        self.compiled: Callable[[Batch], torch.Tensor] | None = torch.compile(model, dynamic=True)
+        self.verified = False
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        """Predicted positions, as ``DefiNet.forward``."""
+        if self.compiled is None:
+            return self.model(batch)
+        if self.verified:
+            return self.compiled(batch)
+        try:
+            result = self.compiled(batch)
+        except Exception as exc:  # any compiler failure: the eager model computes the same function
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                          "running the model eagerly", stacklevel=2)
+            self.compiled = None
+            return self.model(batch)
+        self.verified = True
+        return result

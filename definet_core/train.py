@@ -30,7 +30,7 @@ from definet_core.checkpoint import float32_state, read_checkpoint, resolve_devi
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
-from definet_core.model import DefiNet
+from definet_core.model import CompiledForward, DefiNet
 
 SCHEDULES = ("plateau", "cosine")
 LOSS_READ_EVERY = 25
@@ -70,6 +70,9 @@ class TrainConfig:
     """Standard deviation (A) of Gaussian noise added to the input positions of each training batch (targets kept)."""
     half_checkpoint: bool = False
     """Write the best EMA weights in float16 (half the file; predictions within 1e-3 A, tested)."""
+    compile: bool = False
+    """Run the training forward pass through ``torch.compile`` (``model.CompiledForward``); a resumed run
+    takes this from the command, not from the saved state."""
     seed: int = 0
     device: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -222,6 +225,7 @@ class TrainingRun:
         if initial_state is not None:  # fine-tuning: the EMA starts from these weights too
             self.model.load_state_dict(initial_state)
         self.model.to(device)
+        self.forward = CompiledForward(self.model) if config.compile else self.model
         self.ema_update = WarmupEma(config.ema_decay)
         self.ema = AveragedModel(self.model, multi_avg_fn=self.ema_update)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
@@ -268,7 +272,7 @@ class TrainingRun:
         if self.config.position_noise > 0:
             batch.pos = batch.pos + self.config.position_noise * torch.randn_like(batch.pos)
         with autocast(device, precision):
-            predicted = self.model(batch)
+            predicted = self.forward(batch)
         loss = position_loss(predicted, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -291,7 +295,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     """Train DefiNet on the train splits below ``data_roots``, early-stopping on their val splits.
 
     ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume`` (which keeps
-    the saved model and optimiser settings and takes only ``epochs`` and ``time_budget_min`` from
+    the saved model and optimiser settings and takes only ``epochs``, ``time_budget_min`` and ``compile`` from
     ``train_config``); ``<out>.log.jsonl`` one line per epoch. ``sets`` passes (train, val) graphs
     already loaded with the model's graph settings. ``init`` starts a new run from a checkpoint's
     weights (fine-tuning; its model and graph settings replace ``model_config``). Returns the summary
@@ -306,7 +310,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     if saved is not None:
         model_config = ModelConfig.from_dict(saved["model_config"])
         train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs,
-                                      "time_budget_min": train_config.time_budget_min})
+                                      "time_budget_min": train_config.time_budget_min,
+                                      "compile": train_config.compile})
     initial = None
     if init is not None and saved is None:
         initial = read_checkpoint(init)

@@ -86,7 +86,10 @@ class DefiNetPredictMaker(Maker):
     device: str = "auto"
     batch_size: int = 32
     companion: str | None = None
-    """A second checkpoint: each case's ``spread`` between the two predictions estimates its error."""
+    """A second checkpoint: the prediction is the two models' mean, and each case's ``spread`` between them
+    estimates its error."""
+    compile: str = "auto"
+    """``torch.compile`` the model(s): ``auto`` (for ``COMPILE_AUTO_MIN`` cases or more), ``always``, ``never``."""
 
     def make(self, cases: CaseSet) -> Job:
         """The prediction job of ``cases``, with the store it reads them from and writes the predictions to."""
@@ -95,11 +98,13 @@ class DefiNetPredictMaker(Maker):
     @job(output_schema=PredictionOutput)
     def predict(self, cases: CaseSet) -> PredictionOutput:
         """Predict every case of the set, a chunk of cases at a time; markers come from each case's pristine cell."""
+        from definet_core.model import compile_policy
         from definet_core.predict import Predictor
 
         location = database_of(CURRENT_JOB.store, self.name)
         prediction_id = CURRENT_JOB.job.uuid
-        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companion)
+        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companion,
+                              compile_policy(self.compile, cases.count))
         seconds, in_domain = 0.0, 0
         with tqdm(total=cases.count, desc=self.name, unit="case") as progress:
             for chunk in chunks(read_cases(location, cases)):

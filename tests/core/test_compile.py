@@ -1,0 +1,68 @@
+"""torch.compile: same predictions as eager, a compiled training run, the fallback, and the auto policy."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from definet_core import model as model_module
+from definet_core.errors import DefiNetInputError
+from definet_core.model import COMPILE_AUTO_MIN, compile_policy
+from definet_core.predict import Predictor
+from definet_core.train import TrainConfig, log_path, train
+from tests.conftest import TINY_CONFIG, random_defect_cell
+
+
+def test_compiled_prediction_equals_eager(tiny_checkpoint):
+    rng = np.random.default_rng(5)
+    pairs = [random_defect_cell(rng, size=3, n_vacancies=int(rng.integers(1, 3)), c=20.0) for _ in range(5)]
+    cells, hosts = [c for c, _ in pairs], [h for _, h in pairs]
+    eager = Predictor(tiny_checkpoint, device="cpu", batch_size=2).predictions(cells, hosts)
+    compiled_predictor = Predictor(tiny_checkpoint, device="cpu", batch_size=2, compile=True)
+    compiled = compiled_predictor.predictions(cells, hosts)  # batches of 2, 2, 1: shapes vary
+    assert compiled_predictor.forward.compiled is not None  # it compiled, no fallback
+    for a, b in zip(eager, compiled, strict=True):
+        assert np.allclose(a.structure.cart_coords, b.structure.cart_coords, atol=1e-5)
+        assert a.verdict == b.verdict
+
+
+def test_compiled_training_runs_and_logs(dataset_root, cache_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    summary = train([dataset_root], out, TINY_CONFIG,
+                    TrainConfig(epochs=2, batch_size=4, lr=5e-3, device="cpu", compile=True), progress=False)
+    records = [json.loads(line) for line in log_path(out).read_text().splitlines()]
+    assert summary["steps"] > 0 and len(records) == 2
+    assert all(np.isfinite(r["train_loss"]) for r in records)
+
+
+def test_a_model_that_cannot_compile_runs_eagerly(monkeypatch, tiny_checkpoint):
+    def broken_compile(model, **kwargs):
+        def call(batch):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return call
+
+    monkeypatch.setattr(model_module.torch, "compile", broken_compile)
+    cell, host = random_defect_cell(np.random.default_rng(1), size=3, c=20.0)
+    eager = Predictor(tiny_checkpoint, device="cpu").predictions([cell], host)[0]
+    fallback = Predictor(tiny_checkpoint, device="cpu", compile=True)
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: no C.. compiler.; running the model"):
+        (prediction,) = fallback.predictions([cell], host)
+    assert fallback.forward.compiled is None
+    assert np.allclose(prediction.structure.cart_coords, eager.structure.cart_coords)
+
+
+def test_compile_policy():
+    assert compile_policy("always", 1) and not compile_policy("never", 10**6)
+    assert not compile_policy("auto", COMPILE_AUTO_MIN - 1) and compile_policy("auto", COMPILE_AUTO_MIN)
+    with pytest.raises(DefiNetInputError, match="--compile sometimes: expected one of auto, always, never"):
+        compile_policy("sometimes", 5)
+
+
+def test_a_resumed_run_takes_compile_from_the_command(dataset_root, cache_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=1, batch_size=4, device="cpu"), progress=False)
+    train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=2, batch_size=4, device="cpu", compile=True),
+          resume=True, progress=False)
+    state = torch.load(out.with_name("m.last.pt"), weights_only=False)
+    assert state["train_config"]["compile"] is True and state["epoch"] == 2
