@@ -10,7 +10,8 @@
 # log; the checkpoint and log are copied there every 20 s, so a run cut short still leaves its best.
 # Wheels in .whl/ (pymatgen and the packages it needs) are installed first when pymatgen is missing.
 # Environment: DEVICE (cuda), HIDDEN (candidate sizes, "128 192 256"), BATCH (16), LR (5e-4), INIT (a checkpoint
-# to fine-tune, e.g. definet_2d_large: its size and graph settings are used and no sizing is done).
+# to fine-tune, e.g. definet_2d_large: its size and graph settings are used and no sizing is done), SEED (0),
+# COMPILE (1: torch.compile the training forward pass, and time compiled prediction too; the sizing times eager steps).
 set -uo pipefail
 DATA_TAR=${1:-.devdata/definet_2d.tar.xz}
 OUT=${2:-gpu-run}
@@ -20,6 +21,8 @@ PY=${PYTHON:-python3}
 HIDDEN=${HIDDEN:-128 192 256}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-4}
+SEED=${SEED:-0}
+COMPILE_ARG=(); [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
 if [ -n "${INIT:-}" ]; then MODEL=(--init "$INIT"); else MODEL=(--radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30); fi
 start=$(date +%s)
 WORK=$(mktemp -d /tmp/definet-gpu.XXXX)
@@ -44,7 +47,8 @@ budget=$("$PY" -c "print(round(max(0.3, $TOTAL_MIN - ($(date +%s) - $start) / 60
 echo "training budget: $budget min"
 "$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" "${MODEL[@]}" \
   --batch-size "$BATCH" --lr "$LR" --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
-  --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint
+  --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint \
+  --seed "$SEED" "${COMPILE_ARG[@]}"
 kill "$copier" 2>/dev/null
 cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/"
 echo "trained after $(( $(date +%s) - start )) s"
@@ -53,6 +57,6 @@ echo "trained after $(( $(date +%s) - start )) s"
 for model in shipped gpu; do
   ckpt_arg=(); [ "$model" = gpu ] && ckpt_arg=(--checkpoint "$CKPT")
   "$PY" bench/bench_predict.py --data "$DATA" --n 64 --batch-sizes 1 8 64 --devices "$DEVICE" --chgnet 0 \
-    "${ckpt_arg[@]}" --json "$OUT/bench_${model}_$DEVICE.json"
+    "${ckpt_arg[@]}" "${COMPILE_ARG[@]}" --json "$OUT/bench_${model}_$DEVICE.json"
 done
 echo "done after $(( $(date +%s) - start )) s"
