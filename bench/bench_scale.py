@@ -1,7 +1,7 @@
 """Scale: enumerate and predict thousands of dense-defect MoS2 8x8 cases in one prediction job.
 
     python bench/bench_scale.py --n 5000 [--baseline 500] [--batch-size 32] [--data-dir DIR] [--json FILE]
-                                [--threads T]
+                                [--threads T] [--compile auto|always|never]
 
 Runs the enumerate + predict part of the validation flow (``enumeration_job`` and
 ``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs``, relaxations off) with jobflow's
@@ -48,6 +48,7 @@ from jobflow import Flow, run_locally
 from pymongo import MongoClient
 from tqdm import tqdm
 
+from definet_core.model import COMPILE_POLICIES
 from workflows.case_store import CaseCollection, PredictionCollection
 from workflows.db_server import StoreSettings, one_line, open_database
 from workflows.enumeration_settings import EnumerationSettings
@@ -131,10 +132,10 @@ def enumeration_settings(n: int) -> EnumerationSettings:
     return DEMO_SETTINGS.model_copy(update={"n_configs": n})
 
 
-def build_flow(n: int, batch_size: int) -> Flow:
+def build_flow(n: int, batch_size: int, compile_model: str) -> Flow:
     """Enumerate -> predict, the first two jobs of the validation flow, for ``n`` dense MoS2 8x8 cases."""
     cases = enumeration_job([resolve_host("MoS2-1L")], enumeration_settings(n))
-    predict = DefiNetPredictMaker(device="cpu", batch_size=batch_size).make(cases.output)
+    predict = DefiNetPredictMaker(device="cpu", batch_size=batch_size, compile=compile_model).make(cases.output)
     return Flow([cases, predict], name="scale")
 
 
@@ -186,10 +187,10 @@ def storage_report(uri: str, database: str, jobs: dict[str, dict[str, Any]]) -> 
                 "database_bytes": db.command("dbStats")["dataSize"]}
 
 
-def run_single(n: int, batch_size: int, data_dir: str | None) -> dict[str, Any]:
+def run_single(n: int, batch_size: int, data_dir: str | None, compile_model: str) -> dict[str, Any]:
     """Enumerate and predict ``n`` cases in this process; its figures."""
     database = f"bench_scale_{n}"
-    flow = build_flow(n, batch_size)
+    flow = build_flow(n, batch_size, compile_model)
     with ExitStack() as stack:
         folder = data_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="definet-scale-db-"))
         uri = stack.enter_context(open_database(StoreSettings(uri=None, database=database, data_dir=Path(folder))))
@@ -204,7 +205,7 @@ def run_single(n: int, batch_size: int, data_dir: str | None) -> dict[str, Any]:
         storage = storage_report(uri, database, monitor.jobs)
     by_name = {entry["name"]: entry for entry in monitor.jobs.values()}
     predict = by_name.get("definet predict", {})
-    return {"n": n, "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+    return {"n": n, "batch_size": batch_size, "compile": compile_model, "torch_threads": torch.get_num_threads(),
             "rss_before_run_mb": rss_before, "peak_rss_mb": peak, "jobs": list(monitor.jobs.values()),
             "enumeration_s_per_case": by_name["enumerate defects"]["seconds"] / n,
             "prediction_s_per_case": predict.get("seconds", float("nan")) / n,
@@ -218,7 +219,7 @@ def run_sizes(sizes: list[int], args: argparse.Namespace) -> list[dict[str, Any]
     for n in tqdm(sizes, desc="sizes", leave=False):
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             command = [sys.executable, __file__, "--single", str(n), "--batch-size", str(args.batch_size),
-                       "--json", out.name]
+                       "--compile", args.compile, "--json", out.name]
             command += ["--data-dir", args.data_dir] if args.data_dir else []
             command += ["--threads", str(args.threads)] if args.threads else []
             subprocess.run(command, check=True)
@@ -262,6 +263,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=DefiNetPredictMaker.batch_size)
     parser.add_argument("--data-dir", default=None, help="embedded server data directory (default: temporary)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--compile", choices=COMPILE_POLICIES, default="auto",
+                        help="torch.compile in the prediction job (auto: from 1,000 cases, as the flows do)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--single", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,7 +272,7 @@ def main() -> None:
     if args.single is not None:
         if args.threads:
             torch.set_num_threads(args.threads)
-        result: Any = run_single(args.single, args.batch_size, args.data_dir)
+        result: Any = run_single(args.single, args.batch_size, args.data_dir, args.compile)
     else:
         sizes = sorted({args.n, args.baseline} - {0})
         result = {"sizes": run_sizes(sizes, args)}
