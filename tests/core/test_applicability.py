@@ -112,7 +112,8 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
     assert resolve_checkpoint(recorded).name == "definet_2d.pt"
     with pytest.raises(DefiNetInputError, match="not 000000000000"):
         resolve_checkpoint("definet_2d@000000000000")
-    with pytest.raises(DefiNetInputError, match="packaged checkpoints: definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2"):
+    packaged = "definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2"
+    with pytest.raises(DefiNetInputError, match=f"packaged checkpoints: {packaged}"):
         resolve_checkpoint("no_such_model")
 
 
