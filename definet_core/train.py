@@ -156,9 +156,9 @@ class WarmupEma:
     tensors are updated by one multi-tensor ``lerp``.
     """
 
-    def __init__(self, decay: float, num_averaged: int = 0) -> None:
+    def __init__(self, decay: float) -> None:
         self.decay = decay
-        self.num_averaged = max(num_averaged, 1)  # AveragedModel copies the first update without averaging
+        self.num_averaged = 1  # AveragedModel copies the first update without averaging; a resume sets the count
 
     def __call__(self, averaged: list[torch.Tensor], current: list[torch.Tensor], _: torch.Tensor) -> None:
         """Move ``averaged`` towards ``current`` in place."""

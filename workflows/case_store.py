@@ -124,6 +124,24 @@ def read_cases(location: tuple[str, str], case_set: CaseSet,
                                 f"(collection {CaseCollection.COLLECTION} was changed)")
 
 
+def read_case_ids(location: tuple[str, str], case_set: CaseSet) -> list[str]:
+    """The set's case ids in their stored order, read without the structures."""
+    with CaseCollection(*location) as collection:
+        ids = [doc["case_id"] for doc in collection.iterate({"set_id": case_set.set_id}, ["case_id"])]
+    if len(ids) != case_set.count:
+        raise DefiNetStoreError(f"defect cases of set {case_set.set_id}: {len(ids)} stored, {case_set.count} expected "
+                                f"(collection {CaseCollection.COLLECTION} was changed)")
+    return ids
+
+
+def read_cases_with_predictions(location: tuple[str, str], case_set: CaseSet, prediction_id: str,
+                                case_ids: list[str]) -> list[tuple[DefectCase, PredictedCase]]:
+    """(case, its prediction by the job ``prediction_id``) for each of ``case_ids``, in that order."""
+    predicted = read_predictions(location, prediction_id, case_ids)
+    by_id = {case.case_id: case for case in read_cases(location, case_set, case_ids)}
+    return [(by_id[case_id], predicted[case_id]) for case_id in case_ids]
+
+
 def write_predictions(location: tuple[str, str], prediction_id: str, predicted: list[PredictedCase]) -> None:
     """Store one chunk of predictions of the prediction job ``prediction_id``."""
     with PredictionCollection(*location) as collection:

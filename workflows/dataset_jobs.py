@@ -13,7 +13,7 @@ import numpy as np
 from jobflow import CURRENT_JOB, Job, Maker, Response, job
 from pymatgen.core import Structure
 
-from workflows.case_store import CaseSet, database_of, read_cases, read_predictions, write_cases
+from workflows.case_store import CaseSet, database_of, read_case_ids, read_cases_with_predictions, write_cases
 from workflows.documents import DatasetDocument, PredictedCase, PredictionOutput, RelaxationSummary
 from workflows.enumeration import DefectCase
 from workflows.jobs import (
@@ -63,7 +63,7 @@ def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: Predict
     from workflows.store import DatasetStore, RecipeRegistry, documented_ids
 
     location = database_of(CURRENT_JOB.store, "relax and record dataset")
-    ids = [case.case_id for case in read_cases(location, cases)]
+    ids = read_case_ids(location, cases)
     with RecipeRegistry(*location) as registry:
         registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
     done = documented_ids(CURRENT_JOB.store, DatasetStore, "structure_id", ids,
@@ -113,13 +113,12 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
     from workflows.store import DatasetStore, upsert_documents
 
     location = database_of(CURRENT_JOB.store, "record dataset")
-    predicted = read_predictions(location, prediction.prediction_id, case_ids)
-    by_id = {case.case_id: case for case in read_cases(location, cases, case_ids)}
+    pairs = read_cases_with_predictions(location, cases, prediction.prediction_id, case_ids)
     per_structure = prediction.seconds / max(prediction.count, 1)
     docs = []
-    for case_id, p, u in zip(case_ids, from_prediction, from_unrelaxed, strict=True):
-        (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted[case_id]))
-        docs.append(dataset_document(recipe, by_id[case_id], predicted[case_id], prediction.checkpoint,
-                                     per_structure, relaxer, settings, start, from_p or from_u, errors).model_dump())
+    for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
+        (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted))
+        docs.append(dataset_document(recipe, case, predicted, prediction.checkpoint, per_structure, relaxer,
+                                     settings, start, from_p or from_u, errors).model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     return docs

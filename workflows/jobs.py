@@ -17,8 +17,9 @@ from workflows.case_store import (
     CaseSet,
     chunks,
     database_of,
+    read_case_ids,
     read_cases,
-    read_predictions,
+    read_cases_with_predictions,
     write_cases,
     write_predictions,
 )
@@ -154,7 +155,7 @@ def relax_and_record(cases: CaseSet, prediction: PredictionOutput, relax_maker: 
     from workflows.store import complete_case_ids
 
     location = database_of(CURRENT_JOB.store, "relax and record")
-    ids = [case.case_id for case in read_cases(location, cases)]
+    ids = read_case_ids(location, cases)
     done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.checkpoint, start, unrelaxed_start)
     todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
@@ -177,18 +178,15 @@ def fan_out(location: tuple[str, str], cases: CaseSet, case_ids: list[str], pred
     which runs even when relaxations fail (their outputs become None) and writes through the exposed store.
     Every job created here inherits the calling job's worker category.
     """
-    predicted = read_predictions(location, prediction.prediction_id, case_ids)
-    unrelaxed = {case.case_id: case.structure for case in read_cases(location, cases, case_ids)}
     jobs: list[Job] = []
     from_prediction, from_unrelaxed = [], []
-    for case_id in case_ids:
-        use_prediction, use_unrelaxed = starts(predicted[case_id])
-        for wanted, structure, label, outputs in ((use_prediction, predicted[case_id].structure, "prediction",
-                                                   from_prediction),
-                                                  (use_unrelaxed, unrelaxed[case_id], "unrelaxed", from_unrelaxed)):
+    for case, predicted in read_cases_with_predictions(location, cases, prediction.prediction_id, case_ids):
+        use_prediction, use_unrelaxed = starts(predicted)
+        for wanted, structure, label, outputs in ((use_prediction, predicted.structure, "prediction", from_prediction),
+                                                  (use_unrelaxed, case.structure, "unrelaxed", from_unrelaxed)):
             if wanted:
                 relax = relax_maker.make(structure)
-                relax.name = f"{relax.name} {case_id} from {label}"
+                relax.name = f"{relax.name} {case.case_id} from {label}"
                 jobs.append(relax)
                 outputs.append(relax.output)
             else:
@@ -304,14 +302,12 @@ def record_validation(cases: CaseSet, case_ids: list[str], prediction: Predictio
     from workflows.store import upsert_validation_documents
 
     location = database_of(CURRENT_JOB.store, "record validation")
-    predicted = read_predictions(location, prediction.prediction_id, case_ids)
-    by_id = {case.case_id: case for case in read_cases(location, cases, case_ids)}
+    pairs = read_cases_with_predictions(location, cases, prediction.prediction_id, case_ids)
     per_case = prediction.seconds / max(prediction.count, 1)
     docs = []
-    for case_id, p, u in zip(case_ids, from_prediction, from_unrelaxed, strict=True):
-        wanted = scheduled_starts(start, unrelaxed_start, predicted[case_id])
-        (from_p, from_u), errors = relaxation_summaries((p, u), wanted)
-        docs.append(validation_document(by_id[case_id], predicted[case_id], per_case, prediction.checkpoint, relaxer,
+    for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
+        (from_p, from_u), errors = relaxation_summaries((p, u), scheduled_starts(start, unrelaxed_start, predicted))
+        docs.append(validation_document(case, predicted, per_case, prediction.checkpoint, relaxer,
                                         settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
     upsert_validation_documents(CURRENT_JOB.store, docs)
     return docs
