@@ -84,9 +84,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
     predict.add_argument("--device", default="auto", help="auto|cpu|cuda")
     predict.add_argument("--batch-size", type=int, default=16)
-    predict.add_argument("--companion", default=None, metavar="CHECKPOINT",
-                         help="a second checkpoint: predict the mean of the two models and report their spread (A), "
-                              "an error estimate")
+    predict.add_argument("--companion", dest="companions", action="append", default=[], metavar="CHECKPOINT",
+                         help="a further checkpoint (repeatable): predict the mean of all the models and report their "
+                              "spread (A), an error estimate")
     predict.add_argument("--compile", choices=COMPILE_POLICIES, default="auto",
                          help=f"torch.compile the model (~40 s once, then several times faster); auto: for "
                               f"{COMPILE_AUTO_MIN} structures or more")
@@ -195,7 +195,7 @@ def _predict(args: argparse.Namespace) -> None:
     from definet_core.markers import Marker
     from definet_core.predict import Predictor
 
-    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companion,
+    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companions,
                           compile_policy(args.compile, len(args.structures)))
     host = read_structure(args.host)
     matrix = np.diag(args.supercell) if args.supercell else None
@@ -226,9 +226,8 @@ def _predict(args: argparse.Namespace) -> None:
         domain = "in domain" if verdict.in_domain else "OUT OF DOMAIN: " + "; ".join(verdict.reasons)
         spread = f"; spread {prediction.spread:.4f} A" if prediction.spread is not None else ""
         print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A{spread}; {domain})")
-    companion = predictor.companion.checkpoint if predictor.companion is not None else None
-    summary = {"checkpoint": predictor.checkpoint, "companion": companion, "device": str(predictor.device),
-               "seconds": round(seconds, 3), "structures": entries, "errors": failures}
+    summary = {"checkpoint": predictor.checkpoint, "companions": predictor.companion_ids,
+               "device": str(predictor.device), "seconds": round(seconds, 3), "structures": entries, "errors": failures}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if failures:
         raise DefiNetInputError(f"{len(failures)} of {len(args.structures)} input(s) failed, the rest were "

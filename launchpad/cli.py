@@ -36,7 +36,7 @@ def add_dataset_submit_command(subparsers: argparse._SubParsersAction) -> None:
 def _submit(args: argparse.Namespace) -> None:
     uri, database = _lasting_server(args, "definet submit")
     flow, _ = prepare_flow(args.host, enumeration_from_args(args), args.relaxer, args.checkpoint, args.device,
-                           not args.no_unrelaxed_start, args.fmax, args.start, args.companion)
+                           not args.no_unrelaxed_start, args.fmax, args.start, args.companions)
     _put(flow, uri, database)
 
 

@@ -118,7 +118,7 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
     docs = []
     for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
         (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted))
-        docs.append(dataset_document(recipe, case, predicted, prediction.checkpoint, per_structure, relaxer,
+        docs.append(dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer,
                                      settings, start, from_p or from_u, errors).model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     return docs

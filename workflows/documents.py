@@ -24,8 +24,8 @@ class PredictedCase(BaseModel):
     mean_displacement: float = Field(description="mean |predicted - unrelaxed| per atom (A)")
     in_domain: bool = Field(description="the checkpoint vouches for this prediction (definet_core.applicability)")
     domain_reasons: list[str] = Field(default_factory=list, description="why it is out of domain")
-    spread: float | None = Field(None, description="mean |dx|,|dy|,|dz| against the companion checkpoint's "
-                                                   "prediction (A): an error estimate")
+    spread: float | None = Field(None, description="mean |dx|,|dy|,|dz| between the ensemble members' "
+                                                   "predictions (A, averaged over pairs): an error estimate")
 
 
 class PredictionOutput(BaseModel):
@@ -33,12 +33,19 @@ class PredictionOutput(BaseModel):
     under ``prediction_id`` (``workflows.case_store.read_predictions``)."""
 
     checkpoint: str
-    companion: str | None = Field(None, description="the second checkpoint that gave each case's spread")
+    companions: list[str] = Field(default_factory=list,
+                                  description="the further checkpoints averaged with ``checkpoint`` (an ensemble)")
     device: str
     seconds: float = Field(description="wall time of graph construction and inference for all cases")
     prediction_id: str = Field(description="uuid of the prediction job, the key of its stored predictions")
     count: int = Field(description="number of cases predicted")
     in_domain: int = Field(description="number of predictions whose verdict is in-domain")
+
+    @property
+    def predictor_id(self) -> str:
+        """What the documents record as their checkpoint: its id, or ``first+second+...`` for an ensemble, so
+        an ensemble's documents never overwrite or stand in for a single model's."""
+        return "+".join([self.checkpoint, *self.companions])
 
 
 class RelaxationSummary(BaseModel):
@@ -62,7 +69,8 @@ class ValidationDocument(BaseModel):
 
     case_id: str
     host_id: str
-    checkpoint: str
+    checkpoint: str = Field(description="id of the predicting checkpoint, ``first+second+...`` for an ensemble "
+                                        "(``PredictionOutput.predictor_id``)")
     relaxer: str
     relaxer_settings: dict[str, Any]
     start: str = Field(description="where the main relaxation started: prediction or unrelaxed")
@@ -90,7 +98,7 @@ class ValidationDocument(BaseModel):
         None, description="mean |dx|,|dy|,|dz| of the prediction against the reference relaxed structure (A)")
     unrelaxed_mae: float | None = Field(None, description="the same for the unrelaxed input (the dummy model)")
     prediction_spread: float | None = Field(
-        None, description="spread between the two checkpoints' predictions (A), an estimate of prediction_mae")
+        None, description="spread between the ensemble members' predictions (A), an estimate of prediction_mae")
     mae_reference: str | None = Field(None, description="which relaxation is the reference: unrelaxed or prediction")
     prediction_seconds_per_case: float | None = None
     relax_seconds_from_prediction: float | None = None

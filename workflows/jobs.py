@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,9 +86,9 @@ class DefiNetPredictMaker(Maker):
     checkpoint: str | None = None
     device: str = "auto"
     batch_size: int = 32
-    companion: str | None = None
-    """A second checkpoint: the prediction is the two models' mean, and each case's ``spread`` between them
-    estimates its error."""
+    companions: list[str] = field(default_factory=list)
+    """Further checkpoints: the prediction is the mean of all the models (an ensemble), and each case's
+    ``spread`` between them estimates its error."""
     compile: str = "auto"
     """``torch.compile`` the model(s): ``auto`` (for ``COMPILE_AUTO_MIN`` cases or more), ``always``, ``never``."""
 
@@ -104,7 +104,7 @@ class DefiNetPredictMaker(Maker):
 
         location = database_of(CURRENT_JOB.store, self.name)
         prediction_id = CURRENT_JOB.job.uuid
-        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companion,
+        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companions,
                               compile_policy(self.compile, cases.count))
         seconds, in_domain = 0.0, 0
         with tqdm(total=cases.count, desc=self.name, unit="case") as progress:
@@ -117,8 +117,8 @@ class DefiNetPredictMaker(Maker):
                 write_predictions(location, prediction_id, predicted)
                 in_domain += sum(p.in_domain for p in predicted)
                 progress.update(len(chunk))
-        companion = predictor.companion.checkpoint if predictor.companion is not None else None
-        return PredictionOutput(checkpoint=predictor.checkpoint, companion=companion, device=str(predictor.device),
+        return PredictionOutput(checkpoint=predictor.checkpoint, companions=predictor.companion_ids,
+                                device=str(predictor.device),
                                 seconds=seconds, prediction_id=prediction_id, count=cases.count, in_domain=in_domain)
 
 
@@ -156,7 +156,7 @@ def relax_and_record(cases: CaseSet, prediction: PredictionOutput, relax_maker: 
 
     location = database_of(CURRENT_JOB.store, "relax and record")
     ids = read_case_ids(location, cases)
-    done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.checkpoint, start, unrelaxed_start)
+    done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.predictor_id, start, unrelaxed_start)
     todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
         return Response(output=[])
@@ -307,7 +307,7 @@ def record_validation(cases: CaseSet, case_ids: list[str], prediction: Predictio
     docs = []
     for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
         (from_p, from_u), errors = relaxation_summaries((p, u), scheduled_starts(start, unrelaxed_start, predicted))
-        docs.append(validation_document(case, predicted, per_case, prediction.checkpoint, relaxer,
+        docs.append(validation_document(case, predicted, per_case, prediction.predictor_id, relaxer,
                                         settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
     upsert_validation_documents(CURRENT_JOB.store, docs)
     return docs

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,9 +77,9 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
                           "unrelaxed cell, once); prediction: always; unrelaxed: never use the prediction")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
-    run.add_argument("--companion", default=None, metavar="CHECKPOINT",
-                     help="a second checkpoint: relaxations start from the mean of the two models' predictions, "
-                          "and each document stores their spread (A), an estimate of the prediction's error")
+    run.add_argument("--companion", dest="companions", action="append", default=[], metavar="CHECKPOINT",
+                     help="a further checkpoint (repeatable): relaxations start from the mean of the models' "
+                          "predictions, and each document stores their spread (A), an estimate of its error")
     run.add_argument("--device", default="auto")
     add_store_options(run)
 
@@ -129,7 +129,7 @@ def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
 def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str,
                  checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
                  fmax: float | None = None, start: str = "auto",
-                 companion: str | None = None) -> tuple[Flow, list[str]]:
+                 companions: Sequence[str] = ()) -> tuple[Flow, list[str]]:
     """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
     from workflows.enumeration import survey
     from workflows.flows import DefectValidationMaker
@@ -144,7 +144,7 @@ def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxe
           f"up to {count * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
     maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
                                   predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device,
-                                                                    companion=companion),
+                                                                    companions=list(companions)),
                                   enumeration=enumeration, unrelaxed_start=unrelaxed_start, start=start)
     return maker.make(hosts), [host_id for host_id, _ in hosts]
 
@@ -176,14 +176,14 @@ def run_flow_locally(flow: Flow, settings: StoreSettings) -> Iterator[str]:
 
 def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
                    checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                   fmax: float | None = None, start: str = "auto", companion: str | None = None
+                   fmax: float | None = None, start: str = "auto", companions: Sequence[str] = ()
                    ) -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
     from workflows.db_server import StoreSettings
     from workflows.store import ValidationStore
 
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start,
-                                  companion)
+                                  companions)
     settings = StoreSettings.from_env(**store_options)
     with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
         docs = store.query(hosts=host_ids, relaxers=[relaxer])
@@ -213,7 +213,7 @@ def store_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> None:
     docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, store_args(args), args.checkpoint,
-                          args.device, not args.no_unrelaxed_start, args.fmax, args.start, args.companion)
+                          args.device, not args.no_unrelaxed_start, args.fmax, args.start, args.companions)
     report(docs, args.json_out, args.plot)
 
 

@@ -131,6 +131,10 @@ def test_a_companion_checkpoint_gives_the_mean_prediction_and_a_spread(tiny_chec
     assert pair.spread > 0 and np.allclose(pair.structure.cart_coords, mean, atol=1e-6)
     assert np.isclose(pair.spread, np.abs(alone.structure.cart_coords - other.structure.cart_coords).mean(),
                       atol=1e-6)  # no vacancy node reaches the structure
+    (trio,) = Predictor(device="cpu", companion=[tiny_checkpoint, "definet_2d"]).predictions([cell], host)
+    coords = [alone.structure.cart_coords, other.structure.cart_coords, alone.structure.cart_coords]
+    assert np.allclose(trio.structure.cart_coords, np.mean(coords, axis=0), atol=1e-6)
+    assert np.isclose(trio.spread, 2 / 3 * pair.spread, atol=1e-6)  # pairs (v2, tiny), (v2, v1) = 0, (tiny, v1)
 
     graph = mos2_graph()
     rebuilt = regraph(graph, 4.0, 12)

@@ -68,11 +68,13 @@ def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name, tiny_checkpo
     settings = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                    dense_vacancies={"S": 1}, n_configs=1)
     docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
-                          device="cpu", unrelaxed_start=False, companion=str(tiny_checkpoint))
+                          device="cpu", unrelaxed_start=False, companions=[str(tiny_checkpoint)])
     assert len(docs) == 1 and docs[0]["prediction_spread"] > 0
     assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction" and docs[0]["domain_reasons"] == []
     assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
     assert docs[0]["mae_reference"] == "prediction"
+    members = docs[0]["checkpoint"].split("+")  # an ensemble's documents name all its members
+    assert len(members) == 2 and members[0].startswith("definet_2d_v2@") and members[1].startswith("tiny@")
 
 
 def test_only_the_prediction_firework_is_gpu_even_for_jobs_created_at_run_time(
