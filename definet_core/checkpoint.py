@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,14 @@ def resolve_checkpoint(spec: str | Path | None = None) -> Path:
 
 
 def content_hash(path: Path) -> str:
-    """sha256 hex digest of a file's bytes."""
+    """sha256 hex digest of a file's bytes, computed once per file version (path, size, modification time)."""
+    stat = path.stat()
+    return _cached_hash(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_hash(path: Path, size: int, mtime_ns: int) -> str:
+    """``content_hash`` of one file version; ``size`` and ``mtime_ns`` are part of the cache key only."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

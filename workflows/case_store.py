@@ -6,7 +6,9 @@ back chunk by chunk and writes each chunk's predictions to ``defect_predictions`
 case at once, so memory does not grow with the number of cases (``bench/bench_scale.py``) and no job
 output comes near MongoDB's 16 MB document limit. Both collections live beside the JobStore's ``jobs``
 (reached through jobflow's exposed store) and are keyed, so a job that runs again (a lost FireWorks
-run, say) replaces its documents instead of duplicating them.
+run, say) replaces its documents instead of duplicating them. The record job, the last to read them,
+deletes its flow's cases and predictions once its documents are stored (``discard``): the documents keep
+everything worth keeping, and the two collections hold only the flows still running or interrupted.
 
 Structures are stored compactly (lattice, species, fractional coordinates, site properties); a case's
 pristine supercell is not stored, it is rebuilt from the case (``DefectCase.pristine``).
@@ -140,6 +142,12 @@ def read_cases_with_predictions(location: tuple[str, str], case_set: CaseSet, pr
     predicted = read_predictions(location, prediction_id, case_ids)
     by_id = {case.case_id: case for case in read_cases(location, case_set, case_ids)}
     return [(by_id[case_id], predicted[case_id]) for case_id in case_ids]
+
+
+def discard(location: tuple[str, str], case_set: CaseSet, prediction_id: str) -> tuple[int, int]:
+    """Delete the set's cases and the predictions of the job ``prediction_id``; (cases, predictions) deleted."""
+    with CaseCollection(*location) as cases, PredictionCollection(*location) as predictions:
+        return cases.remove({"set_id": case_set.set_id}), predictions.remove({"prediction_id": prediction_id})
 
 
 def write_predictions(location: tuple[str, str], prediction_id: str, predicted: list[PredictedCase]) -> None:

@@ -13,7 +13,14 @@ import numpy as np
 from jobflow import CURRENT_JOB, Job, Maker, Response, job
 from pymatgen.core import Structure
 
-from workflows.case_store import CaseSet, database_of, read_case_ids, read_cases_with_predictions, write_cases
+from workflows.case_store import (
+    CaseSet,
+    database_of,
+    discard,
+    read_case_ids,
+    read_cases_with_predictions,
+    write_cases,
+)
 from workflows.documents import DatasetDocument, PredictedCase, PredictionOutput, RelaxationSummary
 from workflows.enumeration import DefectCase
 from workflows.jobs import (
@@ -70,6 +77,7 @@ def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: Predict
                           {"recipe": recipe.name, "relaxer": relaxer, "start": start, "status": {"$ne": "failed"}})
     todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
+        discard(location, cases, prediction.prediction_id)
         return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
     return fan_out(location, cases, todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
@@ -109,7 +117,8 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
                    from_prediction: list[Any], from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any],
                    start: str = "prediction") -> list[dict[str, Any]]:
     """One dataset document per structure of ``case_ids`` (failed relaxations included, with their errors),
-    upserted into the ``dataset`` collection beside the JobStore."""
+    upserted into the ``dataset`` collection beside the JobStore; then the flow's cases and predictions are
+    deleted (``case_store.discard``)."""
     from workflows.store import DatasetStore, upsert_documents
 
     location = database_of(CURRENT_JOB.store, "record dataset")
@@ -121,4 +130,5 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
         docs.append(dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer,
                                      settings, start, from_p or from_u, errors).model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
+    discard(location, cases, prediction.prediction_id)
     return docs

@@ -17,6 +17,7 @@ from workflows.case_store import (
     CaseSet,
     chunks,
     database_of,
+    discard,
     read_case_ids,
     read_cases,
     read_cases_with_predictions,
@@ -159,6 +160,7 @@ def relax_and_record(cases: CaseSet, prediction: PredictionOutput, relax_maker: 
     done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.predictor_id, start, unrelaxed_start)
     todo = [case_id for case_id in ids if case_id not in done]
     if not todo:
+        discard(location, cases, prediction.prediction_id)
         return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
     return fan_out(location, cases, todo, prediction, relax_maker,
@@ -298,7 +300,8 @@ def record_validation(cases: CaseSet, case_ids: list[str], prediction: Predictio
                       from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any], start: str = "auto",
                       unrelaxed_start: bool = True) -> list[dict[str, Any]]:
     """One validation document per case of ``case_ids`` (failed relaxations included, with their errors),
-    upserted into the ``validation`` collection beside the JobStore."""
+    upserted into the ``validation`` collection beside the JobStore; then the flow's cases and predictions,
+    which the documents now hold, are deleted (``case_store.discard``)."""
     from workflows.store import upsert_validation_documents
 
     location = database_of(CURRENT_JOB.store, "record validation")
@@ -310,6 +313,7 @@ def record_validation(cases: CaseSet, case_ids: list[str], prediction: Predictio
         docs.append(validation_document(case, predicted, per_case, prediction.predictor_id, relaxer,
                                         settings, from_p, from_u, start, unrelaxed_start, errors).model_dump())
     upsert_validation_documents(CURRENT_JOB.store, docs)
+    discard(location, cases, prediction.prediction_id)
     return docs
 
 

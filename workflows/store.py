@@ -168,6 +168,13 @@ class KeyedStore:
         """Documents whose every named field is one of its allowed values (a None or empty list: any value)."""
         return self.find({field: {"$in": list(values)} for field, values in allowed.items() if values})
 
+    def remove(self, criteria: dict[str, Any]) -> int:
+        """Delete the documents matching ``criteria`` (which must not be empty); how many there were."""
+        if not criteria:
+            raise ValueError(f"{self.KIND} store: refusing to delete with empty criteria")
+        self.connect()
+        return self.store._collection.delete_many(criteria).deleted_count
+
     def count(self, criteria: dict[str, Any] | None = None) -> int:
         """Number of documents (matching ``criteria``)."""
         self.connect()

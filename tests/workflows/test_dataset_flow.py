@@ -150,8 +150,12 @@ def test_an_interrupted_build_started_again_stores_every_structure_once(tmp_path
         finally:
             process.wait(timeout=30)
         assert relaxed >= 1 and dataset.count_documents({}) == 0  # killed between relaxations, nothing recorded
+        interrupted = client[database_name]["defect_cases"].distinct("set_id")
+        assert len(interrupted) == 1
     assert build(recipe, mongo_uri, database_name) == 0
     with DatasetStore(mongo_uri, database_name) as store:
         docs = store.query()
     assert len(docs) == 5 and len({d["structure_id"] for d in docs}) == 5
     assert all(d["status"] == "complete" for d in docs)
+    with MongoClient(mongo_uri) as client:  # the completed build discarded its cases; the killed one's remain
+        assert client[database_name]["defect_cases"].distinct("set_id") == interrupted

@@ -6,6 +6,7 @@ import pytest
 from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
 
+from workflows.case_store import CaseCollection, PredictionCollection
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.flows import DefectValidationMaker
 from workflows.jobs import DefiNetPredictMaker
@@ -36,6 +37,7 @@ def test_a_failed_relaxation_is_stored_with_its_error_and_only_it_is_rerun(mongo
     assert failed["errors"] == ["relaxation from the unrelaxed cell failed: its job gave no output (the job log "
                                 "or the FireWorks launch holds the traceback)"]
     assert all(docs[name]["status"] == "complete" and docs[name]["errors"] == [] for name in ("Ni_Cu", "v_Cu"))
+    assert leftover_cases(mongo_uri, database_name) == (0, 0)  # recorded, so the record job discarded them
 
     run_flow(mongo_uri, database_name, tmp_path)  # again: only the failed case is relaxed and recorded
     with ValidationStore(mongo_uri, database_name) as store:
@@ -44,6 +46,13 @@ def test_a_failed_relaxation_is_stored_with_its_error_and_only_it_is_rerun(mongo
     for name in ("Ni_Cu", "v_Cu"):
         assert again[name]["created_at"] == docs[name]["created_at"]  # untouched
     assert again["Zn_Cu"]["created_at"] > failed["created_at"] and again["Zn_Cu"]["status"] == "failed"
+    assert leftover_cases(mongo_uri, database_name) == (0, 0)
+
+
+def leftover_cases(mongo_uri: str, database: str) -> tuple[int, int]:
+    """Documents left in ``defect_cases`` and ``defect_predictions``."""
+    with CaseCollection(mongo_uri, database) as cases, PredictionCollection(mongo_uri, database) as predictions:
+        return cases.count(), predictions.count()
 
 
 def test_other_settings_are_not_taken_for_done(mongo_uri, database_name, tmp_path):
