@@ -150,6 +150,14 @@ def discard(location: tuple[str, str], case_set: CaseSet, prediction_id: str) ->
         return cases.remove({"set_id": case_set.set_id}), predictions.remove({"prediction_id": prediction_id})
 
 
+def read_spreads(location: tuple[str, str], prediction_id: str) -> dict[str, float | None]:
+    """Each case's ensemble spread from the prediction job ``prediction_id`` (None without companions), by case id,
+    read without the structures."""
+    with PredictionCollection(*location) as collection:
+        return {doc["case_id"]: doc.get("spread")
+                for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", "spread"])}
+
+
 def write_predictions(location: tuple[str, str], prediction_id: str, predicted: list[PredictedCase]) -> None:
     """Store one chunk of predictions of the prediction job ``prediction_id``."""
     with PredictionCollection(*location) as collection:

@@ -64,6 +64,11 @@ def add_build_options(parser: argparse.ArgumentParser, default_relaxer: str) -> 
                         help="relax from DefiNet's prediction (default) or from the unrelaxed cell")
     parser.add_argument("--fmax", type=float, default=None, help="force convergence (eV/A)")
     parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    parser.add_argument("--companion", dest="companions", action="append", default=[], metavar="CHECKPOINT",
+                        help="a further checkpoint (repeatable): predict with the ensemble's mean, record its spread")
+    parser.add_argument("--select", type=int, default=None, metavar="N",
+                        help="relax only N of the generated structures (--structures: the pool), those with the "
+                             "largest spread between the models (needs --companion): DFT where the model knows least")
     parser.add_argument("--device", default="auto")
     add_store_options(parser)
 
@@ -89,12 +94,27 @@ def prepare_dataset_flow(args: argparse.Namespace) -> tuple[Flow, Recipe]:
     host_id, host = recipe_host(recipe)
     count, elements = survey(iter_generate(recipe, host_id, host, args.structures))
     check_elements(args.relaxer, elements)
-    print(f"recipe {recipe.name} ({recipe.content_hash}): {count} structures on {host_id}; relaxer "
+    check_selection(args.select, count, args.companions)
+    chosen = "" if args.select is None else f", of which the {args.select} with the largest spread are relaxed"
+    print(f"recipe {recipe.name} ({recipe.content_hash}): {count} structures on {host_id}{chosen}; relaxer "
           f"{args.relaxer}, from the {args.start} (structures already relaxed are skipped)")
     maker = DatasetBuildMaker(relaxer=args.relaxer, relax_maker=relax_maker(args.relaxer, fmax=args.fmax),
-                              predict_maker=DefiNetPredictMaker(checkpoint=args.checkpoint, device=args.device),
-                              start=args.start)
+                              predict_maker=DefiNetPredictMaker(checkpoint=args.checkpoint, device=args.device,
+                                                                companions=args.companions),
+                              start=args.start, select=args.select)
     return maker.make(recipe, (host_id, host), args.structures), recipe
+
+
+def check_selection(select: int | None, pool: int, companions: list[str]) -> None:
+    """A one-line error unless ``--select`` (when given) is between 1 and the pool size and has an ensemble."""
+    if select is None:
+        return
+    if not 1 <= select <= pool:
+        raise DefiNetInputError(f"--select {select}: must be between 1 and the {pool} generated structures "
+                                "(raise --structures for a larger pool)")
+    if not companions:
+        raise DefiNetInputError(f"--select {select}: choosing by spread needs an ensemble; add --companion CHECKPOINT "
+                                "(e.g. --companion definet_2d_seed1)")
 
 
 def _recipes(args: argparse.Namespace) -> None:

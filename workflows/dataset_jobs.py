@@ -13,12 +13,14 @@ import numpy as np
 from jobflow import CURRENT_JOB, Job, Maker, Response, job
 from pymatgen.core import Structure
 
+from definet_core.errors import DefiNetInputError
 from workflows.case_store import (
     CaseSet,
     database_of,
     discard,
     read_case_ids,
     read_cases_with_predictions,
+    read_spreads,
     write_cases,
 )
 from workflows.documents import DatasetDocument, PredictedCase, PredictionOutput, RelaxationSummary
@@ -61,11 +63,14 @@ def dataset_starts(start: str, predicted: PredictedCase) -> tuple[bool, bool]:
 
 @job
 def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: PredictionOutput,
-                             relax_maker: Maker, relaxer: str, start: str = "prediction") -> Response:
+                             relax_maker: Maker, relaxer: str, start: str = "prediction",
+                             select: int | None = None) -> Response:
     """Register the generated ids, then relax every structure without a stored relaxation and record them.
 
     Structures that already have a document for this recipe, relaxer and start that is not ``failed``
     are skipped, so running the flow again, or with more structures, relaxes only what is missing.
+    With ``select``, the generated structures are a pool: only ``select`` of them are relaxed, those
+    already documented first, then the ones whose ensemble spread is largest (``most_uncertain``).
     """
     from workflows.store import DatasetStore, RecipeRegistry, documented_ids
 
@@ -76,13 +81,31 @@ def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: Predict
     done = documented_ids(CURRENT_JOB.store, DatasetStore, "structure_id", ids,
                           {"recipe": recipe.name, "relaxer": relaxer, "start": start, "status": {"$ne": "failed"}})
     todo = [case_id for case_id in ids if case_id not in done]
+    if select is not None:
+        todo = most_uncertain(read_spreads(location, prediction.prediction_id), todo, select - len(done))
     if not todo:
         discard(location, cases, prediction.prediction_id)
         return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
+    selection = "first" if select is None else "spread"
     return fan_out(location, cases, todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
                    lambda from_p, from_u: record_dataset(recipe, cases, todo, prediction, from_p, from_u, relaxer,
-                                                         settings, start), "relax and record dataset")
+                                                         settings, start, selection), "relax and record dataset")
+
+
+def most_uncertain(spreads: dict[str, float | None], candidates: list[str], count: int) -> list[str]:
+    """The ``count`` candidates with the largest ensemble spread, in the candidates' order (ties: the earlier).
+
+    The spread estimates the prediction's error (``bench/ensemble_uncertainty.py``), so these are the
+    structures the model knows least: the relaxations a DFT budget buys the most with.
+    """
+    missing = [case_id for case_id in candidates if spreads.get(case_id) is None]
+    if missing:
+        raise DefiNetInputError(f"selection by spread: no spread for {len(missing)} structure(s) (e.g. {missing[0]}); "
+                                "the prediction job needs companion checkpoints")
+    ranked = sorted(candidates, key=lambda case_id: -spreads[case_id])
+    chosen = set(ranked[:max(count, 0)])
+    return [case_id for case_id in candidates if case_id in chosen]
 
 
 def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase, checkpoint: str,
@@ -100,6 +123,7 @@ def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase,
         unrelaxed_structure=case.structure.as_dict(),
         start_structure=predicted.structure.as_dict() if from_prediction else None,
         prediction_seconds_per_structure=seconds_per_structure if from_prediction else None,
+        prediction_spread=predicted.spread,
         definet_version=definet_version())
     if summary is not None:
         doc.relaxed_structure = summary.structure.as_dict()
@@ -115,7 +139,7 @@ def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase,
 @job(data=True)
 def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], prediction: PredictionOutput,
                    from_prediction: list[Any], from_unrelaxed: list[Any], relaxer: str, settings: dict[str, Any],
-                   start: str = "prediction") -> list[dict[str, Any]]:
+                   start: str = "prediction", selection: str = "first") -> list[dict[str, Any]]:
     """One dataset document per structure of ``case_ids`` (failed relaxations included, with their errors),
     upserted into the ``dataset`` collection beside the JobStore; then the flow's cases and predictions are
     deleted (``case_store.discard``)."""
@@ -127,8 +151,10 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
     docs = []
     for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
         (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted))
-        docs.append(dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer,
-                                     settings, start, from_p or from_u, errors).model_dump())
+        doc = dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer, settings,
+                               start, from_p or from_u, errors)
+        doc.selection = selection
+        docs.append(doc.model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     discard(location, cases, prediction.prediction_id)
     return docs

@@ -147,5 +147,9 @@ class DatasetDocument(BaseModel):
     prediction_seconds_per_structure: float | None = None
     prediction_mae: float | None = Field(None, description="mean |dx|,|dy|,|dz| of the prediction vs relaxed (A)")
     unrelaxed_mae: float | None = Field(None, description="the same for the unrelaxed structure (A)")
+    prediction_spread: float | None = Field(
+        None, description="spread between the ensemble members' predictions (A), when companions were given")
+    selection: str = Field("first", description="first: among the recipe's first structures; spread: chosen "
+                                                 "from the generated pool for the largest prediction_spread")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     definet_version: str = ""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Job, Maker
 from pymatgen.core import Structure
 
+from definet_core.errors import DefiNetInputError
 from workflows.categories import CPU_CATEGORY, GPU_CATEGORY
 from workflows.dataset_jobs import generation_job, relax_and_record_dataset
 from workflows.enumeration_settings import EnumerationSettings
@@ -64,12 +65,18 @@ class DatasetBuildMaker(Maker):
     relax_maker: Maker | None = None
     predict_maker: DefiNetPredictMaker = field(default_factory=DefiNetPredictMaker)
     start: str = "prediction"
+    select: int | None = None
+    """Relax only this many of the generated structures: those with the largest spread between the prediction
+    job's ensemble members (its ``companions`` must be set). None: relax every generated structure."""
 
     def make(self, recipe: Recipe, host: tuple[str, Structure], structures: int | None = None) -> Flow:
         """Flow over the recipe's first ``structures`` structures on ``host`` (its id and unit cell)."""
+        if self.select is not None and not self.predict_maker.companions:
+            raise DefiNetInputError("select: choosing structures by spread needs an ensemble: give the prediction "
+                                    "job companion checkpoints (--companion)")
         cases = generation_job(recipe, host[0], host[1], structures)
         predict = self.predict_maker.make(cases.output)
         relax = with_store(relax_and_record_dataset(recipe, cases.output, predict.output,
                                                     self.relax_maker or relax_maker(self.relaxer), self.relaxer,
-                                                    self.start), "relax and record dataset")
+                                                    self.start, self.select), "relax and record dataset")
         return routed(Flow([cases, predict, relax], output=relax.output, name=f"{self.name} {recipe.name}"), predict)

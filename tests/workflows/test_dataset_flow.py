@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import yaml
 from fireworks.core.rocket_launcher import rapidfire
 from jobflow import run_locally
@@ -73,6 +74,43 @@ def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, 
     assert len(train["cu-demo"]) == 2 and len(val["cu-demo"]) == 1
     graph = train["cu-demo"][0]
     assert graph.atoms_id.startswith("cu-demo-") and graph.y.shape == graph.pos.shape
+
+
+def test_select_relaxes_the_structures_the_ensemble_disagrees_on_most(tmp_path, mongo_uri, database_name, capsys,
+                                                                    tiny_checkpoint):
+    """``--select N`` relaxes the N of the pool with the largest spread; a larger N adds the next ones only."""
+    from definet_core.predict import Predictor
+    from workflows.dataset_cli import recipe_host
+    from workflows.recipes import iter_generate, load_recipe
+
+    recipe = write_recipe(tmp_path, supercell=[3, 3, 3], defects_per_structure=[2, 3], structures=6)
+    assert build(recipe, mongo_uri, database_name, "--select", "2") == 2  # no ensemble, no spread
+    assert "--select 2: choosing by spread needs an ensemble" in capsys.readouterr().err
+    companion = ("--companion", str(tiny_checkpoint))
+    assert build(recipe, mongo_uri, database_name, *companion, "--select", "7") == 2
+    assert "must be between 1 and the 6 generated structures" in capsys.readouterr().err
+
+    loaded = load_recipe(recipe)
+    cases = list(iter_generate(loaded, *recipe_host(loaded)))
+    predicted = Predictor(device="cpu", companion=str(tiny_checkpoint)).predictions(
+        [c.structure for c in cases], [c.pristine for c in cases], np.eye(3, dtype=int))
+    spreads = {c.case_id: p.spread for c, p in zip(cases, predicted, strict=True)}
+    assert len(set(np.round(list(spreads.values()), 6))) > 3  # the selection has something to choose by
+
+    for select in (2, 3):
+        assert build(recipe, mongo_uri, database_name, *companion, "--select", str(select)) == 0
+        with DatasetStore(mongo_uri, database_name) as store:
+            docs = {d["structure_id"]: d for d in store.query()}
+        assert len(docs) == select
+        chosen = [spreads[i] for i in docs]
+        others = [spreads[i] for i in spreads if i not in docs]
+        assert min(chosen) >= max(others) - 1e-6  # the most uncertain of the pool
+        assert all(d["selection"] == "spread" and np.isclose(d["prediction_spread"], spreads[i], atol=1e-6)
+                   for i, d in docs.items())
+        assert "+tiny@" in next(iter(docs.values()))["checkpoint"]
+        if select == 2:
+            first = {i: d["created_at"] for i, d in docs.items()}
+    assert all(docs[i]["created_at"] == created for i, created in first.items())  # kept, only one added
 
 
 def test_failed_relaxation_is_stored_retried_and_left_out_of_the_export(tmp_path, mongo_uri, database_name, capsys):
