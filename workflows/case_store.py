@@ -9,6 +9,7 @@ output comes near MongoDB's 16 MB document limit. Both collections live beside t
 run, say) replaces its documents instead of duplicating them. The record job, the last to read them,
 deletes its flow's cases and predictions once its documents are stored (``discard``): the documents keep
 everything worth keeping, and the two collections hold only the flows still running or interrupted.
+``prune_stale`` (``definet db prune``) removes those an interrupted flow left behind.
 
 Structures are stored compactly (lattice, species, fractional coordinates, site properties); a case's
 pristine supercell is not stored, it is rebuilt from the case (``DefectCase.pristine``).
@@ -17,6 +18,7 @@ pristine supercell is not stored, it is rebuilt from the case (``DefectCase.pris
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator
+from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -28,7 +30,7 @@ from pymatgen.core import Lattice, Structure
 from workflows.db_server import DefiNetStoreError
 from workflows.documents import PredictedCase
 from workflows.enumeration import DefectCase
-from workflows.store import KeyedStore, mongo_location
+from workflows.store import JOBS_COLLECTION, KeyedStore, mongo_location
 
 CHUNK_SIZE = 256
 """Cases written, read and predicted together: bounds a job's memory whatever the number of cases."""
@@ -156,6 +158,36 @@ def read_spreads(location: tuple[str, str], prediction_id: str) -> dict[str, flo
     with PredictionCollection(*location) as collection:
         return {doc["case_id"]: doc.get("spread")
                 for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", "spread"])}
+
+
+def prune_stale(location: tuple[str, str], older_than_days: float) -> dict[str, int]:
+    """Delete the case sets and predictions whose job completed more than ``older_than_days`` ago.
+
+    The record job discards its flow's sets when it ends, so what stays this long belongs to a flow that was
+    interrupted and started again as a new flow (``definet run`` does that), or abandoned. Sets whose job
+    has no completed document (still being written, or killed while writing) are kept and counted.
+    Returns the documents deleted from each collection and the number of sets kept as incomplete.
+    """
+    from maggma.stores import MongoStore
+
+    cutoff = datetime.now() - timedelta(days=older_than_days)  # jobflow stamps completed_at in local time
+    counts = {"cases": 0, "predictions": 0, "incomplete": 0}
+    jobs = MongoStore(location[1], JOBS_COLLECTION, uri=location[0], key="uuid")
+    jobs.connect()
+    try:
+        for kind, collection_class, field in (("cases", CaseCollection, "set_id"),
+                                              ("predictions", PredictionCollection, "prediction_id")):
+            with collection_class(*location) as collection:
+                owners = collection.store.distinct(field)
+                completed = {doc["uuid"]: datetime.fromisoformat(doc["completed_at"])
+                             for doc in jobs.query({"uuid": {"$in": owners}}, ["uuid", "completed_at"])}
+                stale = [owner for owner, when in completed.items() if when < cutoff]
+                counts["incomplete"] += len(set(owners) - set(completed))
+                if stale:
+                    counts[kind] = collection.remove({field: {"$in": stale}})
+    finally:
+        jobs.close()
+    return counts
 
 
 def write_predictions(location: tuple[str, str], prediction_id: str, predicted: list[PredictedCase]) -> None:

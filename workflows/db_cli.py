@@ -1,15 +1,18 @@
-"""The ``definet db`` commands: start, stop and inspect the long-lived embedded SecantusDB server."""
+"""The ``definet db`` commands: start, stop and inspect the long-lived embedded SecantusDB server; prune what
+interrupted flows left in the case collections."""
 
 from __future__ import annotations
 
 import argparse
 
+from definet_core.errors import DefiNetInputError
 from workflows.db_server import (
     RECORD_NAME,
     DefiNetStoreError,
     StoreSettings,
     check_reachable,
     mask_uri,
+    open_database,
     server_status,
     start_server,
     stop_server,
@@ -17,7 +20,9 @@ from workflows.db_server import (
 
 
 def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``db start|stop|status`` on the ``definet`` parser."""
+    """Register ``db start|stop|status|prune`` on the ``definet`` parser."""
+    from workflows.run_cli import add_store_options
+
     db = subparsers.add_parser("db", help="manage the embedded SecantusDB server (used with DEFINET_MONGO_URI unset)")
     commands = db.add_subparsers(dest="db_command", required=True)
     for name, handler, text in [
@@ -29,6 +34,11 @@ def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument("--data-dir", default=None,
                              help="data directory (default: $DEFINET_DATA_DIR or ~/.definet/db)")
         command.set_defaults(handler=handler)
+    prune = commands.add_parser("prune", help="delete defect cases and predictions that interrupted flows left behind")
+    prune.add_argument("--older-than", type=float, default=7.0, metavar="DAYS",
+                       help="only those whose job completed more than DAYS ago (default 7)")
+    add_store_options(prune)
+    prune.set_defaults(handler=_prune)
 
 
 def _settings(args: argparse.Namespace) -> StoreSettings:
@@ -68,6 +78,19 @@ def _status(args: argparse.Namespace) -> None:
         print(f"SecantusDB {health}: {record.uri} (pid {record.pid}, {owner}, since {record.started}, "
               f"data {settings.data_dir}, record {settings.data_dir / RECORD_NAME})")
     _warn_configured(settings)
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from workflows.case_store import prune_stale
+    from workflows.run_cli import store_args
+
+    if args.older_than < 0:
+        raise DefiNetInputError(f"--older-than {args.older_than:g}: must be 0 or more days")
+    settings = StoreSettings.from_env(**store_args(args))
+    with open_database(settings) as uri:
+        counts = prune_stale((uri, settings.database), args.older_than)
+    print(f"deleted {counts['cases']} defect cases and {counts['predictions']} predictions of jobs completed more "
+          f"than {args.older_than:g} days ago; kept {counts['incomplete']} set(s) whose job never completed")
 
 
 def _warn_configured(settings: StoreSettings) -> None:

@@ -13,7 +13,14 @@ from pymongo import MongoClient
 
 from definet_core.predict import EDGE_KEYS, Predictor
 from tests.conftest import random_defect_cell
-from workflows.case_store import CaseCollection, PredictionCollection, read_cases, read_predictions, write_cases
+from workflows.case_store import (
+    CaseCollection,
+    PredictionCollection,
+    read_cases,
+    read_predictions,
+    write_cases,
+    write_predictions,
+)
 from workflows.db_server import DefiNetStoreError
 from workflows.documents import PredictionOutput
 from workflows.enumeration_settings import EnumerationSettings
@@ -111,6 +118,44 @@ def test_stored_case_keeps_structure_and_pristine(mongo_uri: str, database_name:
         client[database_name][CaseCollection.COLLECTION].delete_one({"set_id": "set-a", "index": 1})
     with pytest.raises(DefiNetStoreError, match="2 stored, 3 expected"):
         list(read_cases(location, case_set))
+
+
+def test_prune_deletes_only_what_old_completed_jobs_left(mongo_uri: str, database_name: str, capsys) -> None:
+    """``definet db prune``: sets and predictions of jobs completed long ago go; recent or unfinished ones stay."""
+    from datetime import datetime, timedelta
+
+    from workflows.cli import main
+    from workflows.documents import PredictedCase
+    from workflows.hosts import resolve_host
+
+    cases = SMALL_DENSE.enumerate(*resolve_host("MoS2-1L"))
+    location = (mongo_uri, database_name)
+    ages = {"old": 10, "recent": 1, "unfinished": None}
+    for owner in ages:
+        write_cases(location, f"set-{owner}", iter(cases))
+        write_predictions(location, f"predict-{owner}", [
+            PredictedCase(case_id=c.case_id, structure=c.structure, mean_displacement=0.0, in_domain=True)
+            for c in cases])
+    with MongoClient(mongo_uri) as client:
+        jobs = client[database_name][JOBS_COLLECTION]
+        for owner, days in ages.items():
+            if days is not None:
+                completed = (datetime.now() - timedelta(days=days)).isoformat()
+                jobs.insert_many([{"uuid": f"{kind}-{owner}", "index": 1, "completed_at": completed}
+                                  for kind in ("set", "predict")])
+    store = ("--db-uri", mongo_uri, "--database", database_name)
+    assert main(["db", "prune", "--older-than", "-1", *store]) == 2
+    assert main(["db", "prune", "--older-than", "7", *store]) == 0
+    assert "deleted 3 defect cases and 3 predictions" in capsys.readouterr().out
+    with MongoClient(mongo_uri) as client:
+        database = client[database_name]
+        assert sorted(database[CaseCollection.COLLECTION].distinct("set_id")) == ["set-recent", "set-unfinished"]
+        assert sorted(database[PredictionCollection.COLLECTION].distinct("prediction_id")) == [
+            "predict-recent", "predict-unfinished"]
+    assert main(["db", "prune", "--older-than", "0", *store]) == 0  # the recent ones too; never the unfinished
+    assert "kept 2 set(s) whose job never completed" in capsys.readouterr().out
+    with MongoClient(mongo_uri) as client:
+        assert client[database_name][CaseCollection.COLLECTION].distinct("set_id") == ["set-unfinished"]
 
 
 def test_jobs_without_a_mongodb_store_say_so(tmp_path, caplog) -> None:
