@@ -21,18 +21,12 @@ import numpy as np
 from pymatgen.core import Structure
 from tqdm import tqdm
 
-from definet_core.dataset import MaterialSet, nearest_image_coords
+from definet_core.dataset import MaterialSet
 from definet_core.predict import Predictor
+from workflows.jobs import component_mae
 
 STARTS = ("unrelaxed", "definet", "chgnet_from_definet", "chgnet_from_unrelaxed")
 """The structures compared with DFT, in the printed order."""
-
-
-def mae_to(target: np.ndarray, reference: Structure, structure: Structure) -> float:
-    """MAE (A) of ``structure`` against the Cartesian ``target``, each site taken at its image nearest ``reference``."""
-    delta = structure.frac_coords - reference.frac_coords
-    delta -= np.rint(delta)
-    return float(np.abs(reference.cart_coords + delta @ reference.lattice.matrix - target).mean())
 
 
 def compare(material: MaterialSet, n: int, predictor: Predictor, optimizer) -> dict[str, float]:
@@ -41,12 +35,11 @@ def compare(material: MaterialSet, n: int, predictor: Predictor, optimizer) -> d
     rows = []
     for atoms_id in tqdm(material.split_ids("val")[:n], desc=material.name, leave=False):
         unrelaxed, relaxed = (Structure.from_file(p) for p in material.pair_paths(atoms_id))
-        target = nearest_image_coords(unrelaxed, relaxed, atoms_id)
         (predicted,) = predictor.predict([unrelaxed], host)
         runs = [optimizer.relax(start, fmax=0.05, relax_cell=False, steps=500, verbose=False)
                 for start in (predicted, unrelaxed)]
         structures = [unrelaxed, predicted, *(run["final_structure"] for run in runs)]
-        rows.append([mae_to(target, unrelaxed, s) for s in structures]
+        rows.append([component_mae(s, relaxed) for s in structures]
                     + [len(run["trajectory"].energies) for run in runs])
     means = np.array(rows).mean(axis=0)
     return {**dict(zip(STARTS, means[:4].tolist(), strict=True)),

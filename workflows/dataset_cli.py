@@ -94,7 +94,7 @@ def prepare_dataset_flow(args: argparse.Namespace) -> tuple[Flow, Recipe]:
     host_id, host = recipe_host(recipe)
     count, elements = survey(iter_generate(recipe, host_id, host, args.structures))
     check_elements(args.relaxer, elements)
-    check_selection(args.select, count, args.companions)
+    check_selection(args.select, count)
     chosen = "" if args.select is None else f", of which the {args.select} with the largest spread are relaxed"
     print(f"recipe {recipe.name} ({recipe.content_hash}): {count} structures on {host_id}{chosen}; relaxer "
           f"{args.relaxer}, from the {args.start} (structures already relaxed are skipped)")
@@ -105,16 +105,12 @@ def prepare_dataset_flow(args: argparse.Namespace) -> tuple[Flow, Recipe]:
     return maker.make(recipe, (host_id, host), args.structures), recipe
 
 
-def check_selection(select: int | None, pool: int, companions: list[str]) -> None:
-    """A one-line error unless ``--select`` (when given) is between 1 and the pool size and has an ensemble."""
-    if select is None:
-        return
-    if not 1 <= select <= pool:
+def check_selection(select: int | None, pool: int) -> None:
+    """A one-line error unless ``--select`` (when given) is between 1 and the pool size (``DatasetBuildMaker``
+    checks that it has an ensemble)."""
+    if select is not None and not 1 <= select <= pool:
         raise DefiNetInputError(f"--select {select}: must be between 1 and the {pool} generated structures "
                                 "(raise --structures for a larger pool)")
-    if not companions:
-        raise DefiNetInputError(f"--select {select}: choosing by spread needs an ensemble; add --companion CHECKPOINT "
-                                "(e.g. --companion definet_2d_seed1)")
 
 
 def _recipes(args: argparse.Namespace) -> None:

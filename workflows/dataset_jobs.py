@@ -83,9 +83,6 @@ def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction: Predict
     todo = [case_id for case_id in ids if case_id not in done]
     if select is not None:
         todo = most_uncertain(read_spreads(location, prediction.prediction_id), todo, select - len(done))
-    if not todo:
-        discard(location, cases, prediction.prediction_id)
-        return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
     selection = "first" if select is None else "spread"
     return fan_out(location, cases, todo, prediction, relax_maker, lambda p: dataset_starts(start, p),
@@ -110,7 +107,7 @@ def most_uncertain(spreads: dict[str, float | None], candidates: list[str], coun
 
 def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase, checkpoint: str,
                      seconds_per_structure: float, relaxer: str, settings: dict[str, Any], start: str,
-                     summary: RelaxationSummary | None, errors: list[str]) -> DatasetDocument:
+                     summary: RelaxationSummary | None, errors: list[str], selection: str = "first") -> DatasetDocument:
     """The document of one structure: what was generated, where its relaxation started, and what came out."""
     from_prediction = start == "prediction"
     doc = DatasetDocument(
@@ -123,8 +120,7 @@ def dataset_document(recipe: Recipe, case: DefectCase, predicted: PredictedCase,
         unrelaxed_structure=case.structure.as_dict(),
         start_structure=predicted.structure.as_dict() if from_prediction else None,
         prediction_seconds_per_structure=seconds_per_structure if from_prediction else None,
-        prediction_spread=predicted.spread,
-        definet_version=definet_version())
+        prediction_spread=predicted.spread, selection=selection, definet_version=definet_version())
     if summary is not None:
         doc.relaxed_structure = summary.structure.as_dict()
         doc.ionic_steps, doc.energy, doc.converged = summary.ionic_steps, summary.energy, summary.converged
@@ -151,10 +147,8 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
     docs = []
     for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
         (from_p, from_u), errors = relaxation_summaries((p, u), dataset_starts(start, predicted))
-        doc = dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer, settings,
-                               start, from_p or from_u, errors)
-        doc.selection = selection
-        docs.append(doc.model_dump())
+        docs.append(dataset_document(recipe, case, predicted, prediction.predictor_id, per_structure, relaxer,
+                                     settings, start, from_p or from_u, errors, selection).model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     discard(location, cases, prediction.prediction_id)
     return docs

@@ -159,9 +159,6 @@ def relax_and_record(cases: CaseSet, prediction: PredictionOutput, relax_maker: 
     ids = read_case_ids(location, cases)
     done = complete_case_ids(CURRENT_JOB.store, ids, relaxer, prediction.predictor_id, start, unrelaxed_start)
     todo = [case_id for case_id in ids if case_id not in done]
-    if not todo:
-        discard(location, cases, prediction.prediction_id)
-        return Response(output=[])
     settings = relaxer_settings(relaxer, relax_maker)
     return fan_out(location, cases, todo, prediction, relax_maker,
                    lambda p: scheduled_starts(start, unrelaxed_start, p),
@@ -178,8 +175,12 @@ def fan_out(location: tuple[str, str], cases: CaseSet, case_ids: list[str], pred
     says whether to relax from the prediction and from the unrelaxed cell; ``record(outputs from the
     prediction, outputs from the unrelaxed cell)`` (one per case, None where not run) makes the record job,
     which runs even when relaxations fail (their outputs become None) and writes through the exposed store.
-    Every job created here inherits the calling job's worker category.
+    Every job created here inherits the calling job's worker category. With no ``case_ids`` (all done) there
+    is nothing to record: the flow's cases and predictions are discarded here and the output is empty.
     """
+    if not case_ids:
+        discard(location, cases, prediction.prediction_id)
+        return Response(output=[])
     jobs: list[Job] = []
     from_prediction, from_unrelaxed = [], []
     for case, predicted in read_cases_with_predictions(location, cases, prediction.prediction_id, case_ids):
