@@ -31,7 +31,9 @@ def spread_and_errors(data: str, split: str, checkpoints: list[str]) -> dict[str
     """Per material: the spread between the checkpoints and the errors of each structure, keyed by checkpoint,
     ``MEAN`` and ``UNRELAXED``."""
     predictors = [Predictor(c, device="cpu") for c in checkpoints]
-    sets = [load_dataset([data], split, p.config.radius, p.config.max_neighbors, progress=False) for p in predictors]
+    settings = [(p.config.radius, p.config.max_neighbors) for p in predictors]
+    loaded = {s: load_dataset([data], split, *s, progress=False) for s in dict.fromkeys(settings)}
+    sets = [loaded[s] for s in settings]  # read once per graph setting
     result = {}
     for key, graphs in sets[0].items():
         members = [p.predict_graphs(s[key]) for p, s in zip(predictors, sets, strict=True)]

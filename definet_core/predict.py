@@ -103,7 +103,8 @@ class Predictor:
         positions = self._positions(graphs)
         spreads: list[float | None] = [None] * len(graphs)
         if self.companions:
-            members = [positions, *(self._companion_positions(c, graphs) for c in self.companions)]
+            rebuilt: dict[tuple[float, int], list[Data]] = {}
+            members = [positions, *(c._positions(self._graphs_for(c, graphs, rebuilt)) for c in self.companions)]
             per_graph = [ensemble_mean_and_spread(list(own), g.marker != Marker.VACANCY)
                          for g, *own in zip(graphs, *members, strict=True)]
             positions = [mean for mean, _ in per_graph]
@@ -111,12 +112,16 @@ class Predictor:
         return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain), spread)
                 for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
 
-    def _companion_positions(self, companion: Predictor, graphs: Sequence[Data]) -> list[torch.Tensor]:
-        """A companion checkpoint's positions for these graphs (rebuilt when its graph settings differ)."""
-        other = companion.config
-        same = (other.radius, other.max_neighbors) == (self.config.radius, self.config.max_neighbors)
-        return companion._positions(graphs if same else [regraph(g, other.radius, other.max_neighbors)
-                                                         for g in graphs])
+    def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],
+                    rebuilt: dict[tuple[float, int], list[Data]]) -> Sequence[Data]:
+        """These graphs with a companion's graph settings: as they are when they match this model's, else
+        rebuilt, once per setting in ``rebuilt`` (companions that share settings share the graphs)."""
+        settings = (companion.config.radius, companion.config.max_neighbors)
+        if settings == (self.config.radius, self.config.max_neighbors):
+            return graphs
+        if settings not in rebuilt:
+            rebuilt[settings] = [regraph(g, *settings) for g in graphs]
+        return rebuilt[settings]
 
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
         """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.
