@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
+# Extra pip arguments for the torch install, e.g. TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+# where the package index's default torch wheel is a CUDA build (Linux x86-64 on PyPI).
+TORCH_PIP_ARGS ?=
 CONSTRAINTS := constraints.txt
 LOCK_VENV := .venv-lock
 
@@ -15,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) $(TORCH_PIP_ARGS) "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]" "$(TORCH)"
 	touch $(STAMP)
 

@@ -2,6 +2,7 @@
 
     python bench/bench_predict.py [--n 64] [--batch-sizes 1 8 32] [--chgnet 3] [--checkpoint CKPT]
                                   [--data DIR --material high_density/MoS2] [--devices cuda] [--compile]
+                                  [--graph-workers 0 1 4]
 
 Structures: dense-defect 8x8 MoS2 monolayer supercells (the shipped model's domain, 180-190 atoms),
 generated with the project's enumeration, or read from a dataset (``--data``). Prints graph
@@ -9,7 +10,9 @@ construction time (timed apart from the network), structures/s and atoms/s per b
 device, peak memory, and the wall time of CHGNet (atomate2 ForceFieldRelaxMaker, fixed cell, FIRE,
 fmax 0.05) on the first structures, with the ratio per structure. ``--compile`` also times the model
 through ``torch.compile`` (its one-off compile time apart) and prints the ratio to eager at each batch
-size. All figures come from this one process.
+size. ``--graph-workers`` times whole ``Predictor.predictions`` calls (graphs, model, verdicts; batch 32, the
+flows' prediction job) with the graphs built in that many worker processes, and prints the ratio to 0 (graphs
+built in this process). All figures come from this one process.
 """
 
 from __future__ import annotations
@@ -82,6 +85,23 @@ def time_inference(predictor: Predictor, graphs: list, batch_size: int, repeats:
             "peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()}
 
 
+def time_end_to_end(checkpoint: str | None, device: str, compiled: bool, cases: list, workers: int) -> dict:
+    """Structures/s of ``Predictor.predictions`` over ``cases`` (graphs built in ``workers`` processes, batch 32),
+    best of two calls after a warm-up call (worker start and compilation)."""
+    structures = [cell for _, cell, _, _ in cases]
+    hosts = [host for _, _, host, _ in cases]
+    matrix, names = cases[0][3], [name for name, _, _, _ in cases]
+    with Predictor(checkpoint, device, 32, compile=compiled, graph_workers=workers) as predictor:
+        predictor.predictions(structures, hosts, matrix, names)
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            predictor.predictions(structures, hosts, matrix, names)
+            best = min(best, time.perf_counter() - started)
+    return {"device": device, "compiled": compiled, "graph_workers": workers, "seconds": best,
+            "structures_per_s": len(cases) / best}
+
+
 def time_chgnet(cells: list[Structure]) -> list[float]:
     """Seconds per CHGNet relaxation (fixed cell, fmax 0.05) of each unrelaxed structure."""
     from jobflow import run_locally
@@ -111,6 +131,8 @@ def main() -> None:
     parser.add_argument("--material", default="high_density/MoS2")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument("--compile", action="store_true", help="also time the model through torch.compile")
+    parser.add_argument("--graph-workers", type=int, nargs="+", default=[],
+                        help="also time whole predictions with graphs built in this many worker processes (0 too)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -148,6 +170,17 @@ def main() -> None:
               f"{r['peak_memory_mb']:>9.0f}{ratio:>8.2f}")
     result = {"n": len(cases), "checkpoint": predictor.checkpoint, "graph_ms_per_structure": 1000 * graph_seconds,
               "inference": rows, "compile_seconds": compile_seconds}
+    if args.graph_workers:
+        ends = [time_end_to_end(args.checkpoint, device, compiled, cases, workers)
+                for device in devices for compiled in ([False, True] if args.compile else [False])
+                for workers in sorted({0, *args.graph_workers})]
+        serial = {(r["device"], r["compiled"]): r["structures_per_s"] for r in ends if r["graph_workers"] == 0}
+        print(f"whole predictions (graphs + model + verdicts, batch 32):\n"
+              f"{'device':<8}{'model':>9}{'workers':>8}{'struct/s':>10}{'x 0':>7}")
+        for r in ends:
+            print(f"{r['device']:<8}{'compiled' if r['compiled'] else 'eager':>9}{r['graph_workers']:>8}"
+                  f"{r['structures_per_s']:>10.1f}{r['structures_per_s'] / serial[(r['device'], r['compiled'])]:>7.2f}")
+        result["end_to_end"] = ends
     if args.chgnet:
         chgnet = time_chgnet([cell for _, cell, _, _ in cases[: args.chgnet]])
         best_cpu = max(r["structures_per_s"] for r in rows if r["device"] == "cpu")

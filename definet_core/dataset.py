@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 from tqdm import tqdm
 
 from definet_core.errors import DefiNetInputError
-from definet_core.graph import build_graph
+from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays
 from definet_core.io import read_structure
 from definet_core.markers import Marker, defect_nodes, infer_supercell_matrix
 
@@ -115,12 +115,8 @@ def _load_pair_job(args: tuple) -> dict:
     """Worker: one pair as plain arrays (torch tensors would cross processes as file descriptors)."""
     root, atoms_id, radius, max_neighbors = args
     material = MaterialSet(Path(root))
-    data = load_pair(material, atoms_id, read_structure(material.unit_cell_path), radius, max_neighbors)
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in data.to_dict().items()}
-
-
-def _from_arrays(values: dict) -> Data:
-    return Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in values.items()})
+    return graph_to_arrays(load_pair(material, atoms_id, read_structure(material.unit_cell_path), radius,
+                                     max_neighbors))
 
 
 def _cache_key(material: MaterialSet, split: str, ids: list[str], radius: float, max_neighbors: int) -> str:
@@ -145,7 +141,7 @@ def load_split(material: MaterialSet, split: str, radius: float, max_neighbors: 
     workers = workers or os.cpu_count() or 1
     desc = f"{material.root.parent.name}/{material.name} {split}"
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        graphs = [_from_arrays(values) for values in tqdm(pool.map(_load_pair_job, jobs, chunksize=16),
+        graphs = [graph_from_arrays(values) for values in tqdm(pool.map(_load_pair_job, jobs, chunksize=16),
                                                           total=len(jobs), desc=desc, disable=not progress)]
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(".tmp")

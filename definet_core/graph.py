@@ -66,3 +66,14 @@ def regraph(graph: Data, radius: float, max_neighbors: int) -> Data:
     copy.edge_index = torch.from_numpy(edge_index)
     copy.edge_image = torch.from_numpy(images).to(torch.int8)
     return copy
+
+
+def graph_to_arrays(graph: Data) -> dict:
+    """``graph`` as plain numpy arrays and values, to cross process boundaries (torch tensors would cross as
+    shared-memory file descriptors, one per tensor); ``graph_from_arrays`` is the inverse."""
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in graph.to_dict().items()}
+
+
+def graph_from_arrays(values: dict) -> Data:
+    """The graph that ``graph_to_arrays`` gave ``values`` for."""
+    return Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in values.items()})

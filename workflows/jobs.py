@@ -92,6 +92,9 @@ class DefiNetPredictMaker(Maker):
     ``spread`` between them estimates its error."""
     compile: str = "auto"
     """``torch.compile`` the model(s): ``auto`` (for ``COMPILE_AUTO_MIN`` cases or more), ``always``, ``never``."""
+    graph_workers: str = "auto"
+    """Processes that build the defect graphs while the model predicts: a number, or ``auto`` (all allotted cores
+    but one, for ``GRAPH_WORKERS_AUTO_MIN`` cases or more; ``definet_core.predict.graph_workers_policy``)."""
 
     def make(self, cases: CaseSet) -> Job:
         """The prediction job of ``cases``, with the store it reads them from and writes the predictions to."""
@@ -101,14 +104,15 @@ class DefiNetPredictMaker(Maker):
     def predict(self, cases: CaseSet) -> PredictionOutput:
         """Predict every case of the set, a chunk of cases at a time; markers come from each case's pristine cell."""
         from definet_core.model import compile_policy
-        from definet_core.predict import Predictor
+        from definet_core.predict import Predictor, graph_workers_policy
 
         location = database_of(CURRENT_JOB.store, self.name)
         prediction_id = CURRENT_JOB.job.uuid
         predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companions,
-                              compile_policy(self.compile, cases.count))
+                              compile_policy(self.compile, cases.count),
+                              graph_workers_policy(self.graph_workers, cases.count))
         seconds, in_domain = 0.0, 0
-        with tqdm(total=cases.count, desc=self.name, unit="case") as progress:
+        with predictor, tqdm(total=cases.count, desc=self.name, unit="case") as progress:
             for chunk in chunks(read_cases(location, cases)):
                 started = time.perf_counter()
                 results = predictor.predictions([c.structure for c in chunk], [c.pristine for c in chunk],

@@ -5,13 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fireworks.core.rocket_launcher import rapidfire
+from jobflow import Flow, run_locally
 from jobflow.managers.fireworks import flow_to_workflow
 from pymatgen.core import Lattice, Structure
 
 from launchpad.deploy import connect, submit, worker
+from workflows.case_store import read_case_ids, read_predictions
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.flows import DefectValidationMaker
-from workflows.jobs import DefiNetPredictMaker
+from workflows.hosts import resolve_host
+from workflows.jobs import DefiNetPredictMaker, enumeration_job
 from workflows.run_cli import run_validation
 from workflows.store import ValidationStore, job_store
 
@@ -75,6 +78,25 @@ def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name, tiny_checkpo
     assert docs[0]["mae_reference"] == "prediction"
     members = docs[0]["checkpoint"].split("+")  # an ensemble's documents name all its members
     assert len(members) == 2 and members[0].startswith("definet_2d_v2@") and members[1].startswith("tiny@")
+
+
+def test_the_prediction_job_stores_the_same_predictions_with_graph_workers(mongo_uri, database_name, tmp_path):
+    settings = EnumerationSettings(mode="dense", supercell_matrix=[[4, 0, 0], [0, 4, 0], [0, 0, 1]],
+                                   dense_vacancies={"S": 2}, n_configs=5)
+    location, stored = (mongo_uri, database_name), []
+    for workers in ("0", "2"):
+        cases = enumeration_job([resolve_host("MoS2-1L")], settings)
+        predict = DefiNetPredictMaker(device="cpu", batch_size=2, graph_workers=workers).make(cases.output)
+        responses = run_locally(Flow([cases, predict]), store=job_store(*location), ensure_success=True, log=False,
+                                root_dir=tmp_path, create_folders=True)
+        case_set, output = responses[cases.uuid][1].output, responses[predict.uuid][1].output
+        ids = read_case_ids(location, case_set)
+        stored.append(read_predictions(location, output.prediction_id, ids))
+    serial, parallel = stored
+    assert len(serial) == 5 and serial.keys() == parallel.keys()
+    for case_id, prediction in serial.items():
+        assert np.allclose(prediction.structure.cart_coords, parallel[case_id].structure.cart_coords, atol=1e-6)
+        assert prediction.in_domain == parallel[case_id].in_domain
 
 
 def test_only_the_prediction_firework_is_gpu_even_for_jobs_created_at_run_time(
