@@ -27,7 +27,7 @@ EDGE_KEYS = ("edge_index", "edge_image")
 """The edge tensors of a defect graph: most of its memory, needed only by the model and the verdict."""
 
 GRAPH_WORKERS_AUTO_MIN = 256
-"""``graph_workers_policy("auto", n)`` builds graphs in worker processes for this many structures or more (a
+"""``graph_workers_policy("auto", n, cuda)`` builds graphs in worker processes for this many structures or more (a
 flow's chunk of cases: about 2.5 s of graph building in one process)."""
 
 
@@ -106,26 +106,27 @@ class Predictor:
     def _built_batches(self, structures: Sequence[Structure], hosts: Sequence[Structure],
                        supercell_matrix: np.ndarray | None, names: Sequence[str],
                        progress: str | None) -> Iterator[tuple[slice, list[Data]]]:
-        """Each batch's slice with its graphs, in order. With ``graph_workers`` the workers build up to two
-        batches per worker ahead of the one returned, so graph building overlaps the model's work."""
-        parts = self._batches(len(structures), progress)
+        """Each batch's slice with its graphs, in order, with a progress bar over the batches handed on. With
+        ``graph_workers`` the workers build up to two batches per worker ahead of the one handed on, so graph
+        building overlaps the model's work."""
         if self.graph_workers < 1:
-            for part in parts:
+            for part in self._batches(len(structures), progress):
                 yield part, [self.graph(s, h, supercell_matrix, n)
                              for s, h, n in zip(structures[part], hosts[part], names[part], strict=True)]
             return
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.graph_workers)
-        ahead: deque[tuple[slice, Future]] = deque()
-        for part in parts:
-            job = (list(zip(structures[part], hosts[part], names[part], strict=True)), supercell_matrix, self.config)
-            ahead.append((part, self._pool.submit(_graph_arrays_job, job)))
-            if len(ahead) > 2 * self.graph_workers:
-                done, future = ahead.popleft()
-                yield done, [graph_from_arrays(values) for values in future.result()]
-        while ahead:
-            done, future = ahead.popleft()
-            yield done, [graph_from_arrays(values) for values in future.result()]
+        submitted: deque[tuple[slice, Future]] = deque()
+        with tqdm(total=-(-len(structures) // self.batch_size), desc=progress, disable=progress is None,
+                  leave=False) as bar:
+            for part in self._batches(len(structures), None):
+                job = (list(zip(structures[part], hosts[part], names[part], strict=True)), supercell_matrix,
+                       self.config)
+                submitted.append((part, self._pool.submit(_graph_arrays_job, job)))
+                while len(submitted) > 2 * self.graph_workers or (submitted and part.stop >= len(structures)):
+                    done, future = submitted.popleft()
+                    yield done, [graph_from_arrays(values) for values in future.result()]
+                    bar.update()
 
     @torch.no_grad()
     def _positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
@@ -225,17 +226,17 @@ def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndar
     return [graph_to_arrays(defect_graph(s, h, supercell_matrix, n, MATCH_TOLERANCE, config)) for s, h, n in items]
 
 
-def graph_workers_policy(policy: str, count: int) -> int:
-    """How many graph worker processes (``Predictor.graph_workers``) to use for ``count`` structures: a number,
-    or ``auto``: all the cores this process may run on (a batch scheduler's allocation) but one, for
-    ``GRAPH_WORKERS_AUTO_MIN`` structures or more with 3 cores or more (with fewer, the workers would take the
-    cores the model runs on), else 0."""
+def graph_workers_policy(policy: str, count: int, device: torch.device) -> int:
+    """How many graph worker processes (``Predictor.graph_workers``) to use for ``count`` structures predicted on
+    ``device``: a number, or ``auto``: on CUDA, all the cores this process may run on (a batch scheduler's
+    allocation) but one, for ``GRAPH_WORKERS_AUTO_MIN`` structures or more with 3 cores or more; else 0. On a
+    CPU the network needs the cores itself: workers beside torch's threads made 2-core prediction slower."""
     if policy != "auto":
         if not policy.isdigit():
             raise DefiNetInputError(f"--graph-workers {policy}: expected a number of processes or 'auto'")
         return int(policy)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores - 1 if count >= GRAPH_WORKERS_AUTO_MIN and cores >= 3 else 0
+    return cores - 1 if device.type == "cuda" and count >= GRAPH_WORKERS_AUTO_MIN and cores >= 3 else 0
 
 
 def ensemble_mean_and_spread(members: Sequence[torch.Tensor], atoms: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -93,8 +93,8 @@ class DefiNetPredictMaker(Maker):
     compile: str = "auto"
     """``torch.compile`` the model(s): ``auto`` (for ``COMPILE_AUTO_MIN`` cases or more), ``always``, ``never``."""
     graph_workers: str = "auto"
-    """Processes that build the defect graphs while the model predicts: a number, or ``auto`` (all allotted cores
-    but one, for ``GRAPH_WORKERS_AUTO_MIN`` cases or more; ``definet_core.predict.graph_workers_policy``)."""
+    """Processes that build the defect graphs while the model predicts: a number, or ``auto`` (on CUDA, all allotted
+    cores but one, for ``GRAPH_WORKERS_AUTO_MIN`` cases or more; ``definet_core.predict.graph_workers_policy``)."""
 
     def make(self, cases: CaseSet) -> Job:
         """The prediction job of ``cases``, with the store it reads them from and writes the predictions to."""
@@ -103,14 +103,15 @@ class DefiNetPredictMaker(Maker):
     @job(output_schema=PredictionOutput)
     def predict(self, cases: CaseSet) -> PredictionOutput:
         """Predict every case of the set, a chunk of cases at a time; markers come from each case's pristine cell."""
+        from definet_core.checkpoint import resolve_device
         from definet_core.model import compile_policy
         from definet_core.predict import Predictor, graph_workers_policy
 
         location = database_of(CURRENT_JOB.store, self.name)
         prediction_id = CURRENT_JOB.job.uuid
+        graph_workers = graph_workers_policy(self.graph_workers, cases.count, resolve_device(self.device))
         predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companions,
-                              compile_policy(self.compile, cases.count),
-                              graph_workers_policy(self.graph_workers, cases.count))
+                              compile_policy(self.compile, cases.count), graph_workers)
         seconds, in_domain = 0.0, 0
         with predictor, tqdm(total=cases.count, desc=self.name, unit="case") as progress:
             for chunk in chunks(read_cases(location, cases)):

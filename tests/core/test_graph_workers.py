@@ -1,5 +1,7 @@
 """Graphs built in worker processes: the same predictions as in-process, errors named, workers stopped."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -20,7 +22,7 @@ def test_worker_built_graphs_give_the_in_process_predictions(tiny_checkpoint):
     structures, hosts = cells(7)
     names = [f"cell {i}" for i in range(7)]
     serial = Predictor(tiny_checkpoint, "cpu", batch_size=2).predictions(structures, hosts, None, names)
-    with Predictor(tiny_checkpoint, "cpu", batch_size=2, graph_workers=2) as predictor:
+    with Predictor(tiny_checkpoint, "cpu", batch_size=1, graph_workers=2) as predictor:  # 7 batches, 4 ahead
         parallel = predictor.predictions(structures, hosts, None, names)
         again = predictor.predictions(structures[:3], hosts[:3], None, names[:3])  # the same workers, reused
         assert predictor._pool is not None
@@ -45,8 +47,12 @@ def test_a_bad_structure_in_a_worker_fails_with_its_name(tiny_checkpoint):
 
 
 def test_graph_workers_policy():
-    assert graph_workers_policy("0", 10**6) == 0
-    assert graph_workers_policy("3", 1) == 3
-    assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN - 1) == 0
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert graph_workers_policy("0", 10**6, cuda) == 0
+    assert graph_workers_policy("3", 1, cpu) == 3
+    assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN - 1, cuda) == 0
+    assert graph_workers_policy("auto", 10**6, cpu) == 0  # the network needs the cores
+    cores = len(os.sched_getaffinity(0))
+    assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN, cuda) == (cores - 1 if cores >= 3 else 0)
     with pytest.raises(DefiNetInputError, match="--graph-workers many"):
-        graph_workers_policy("many", 10)
+        graph_workers_policy("many", 10, cpu)
