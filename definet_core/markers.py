@@ -7,6 +7,8 @@ periodic with a Cartesian distance tolerance, never by rounding fractional coord
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -21,6 +23,10 @@ MATCH_TOLERANCE = 0.5
 
 LATTICE_TOLERANCE = 0.02
 """Largest relative deviation of a supercell lattice vector from an integer multiple of the unit cell's."""
+
+PRISTINE_CACHE_SIZE = 16
+"""Pristine supercells that ``pristine_sites`` remembers: the structures of a run share a few hosts and cells."""
+_pristine_cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
 
 class Marker(IntEnum):
@@ -60,13 +66,15 @@ def atomic_numbers_of(structure: Structure, name: str) -> np.ndarray:
     """Atomic numbers of an ordered structure; raise a one-line error for disordered or dummy sites."""
     if len(structure) == 0:
         raise DefiNetInputError(f"{name}: structure has no atoms")
-    if not structure.is_ordered:
-        raise DefiNetInputError(f"{name}: structure is disordered (partial occupancies); give an ordered cell")
     numbers = []
-    for site in structure:
-        element = getattr(site.specie, "element", site.specie)
+    for site in structure:  # one pass over the compositions: Site.is_ordered and Site.specie each cost another
+        composition = site.species
+        if len(composition) != 1 or composition.num_atoms != 1:
+            raise DefiNetInputError(f"{name}: structure is disordered (partial occupancies); give an ordered cell")
+        specie = next(iter(composition))
+        element = getattr(specie, "element", specie)
         if not isinstance(element, Element):
-            raise DefiNetInputError(f"{name}: site species {site.specie} is not a chemical element")
+            raise DefiNetInputError(f"{name}: site species {specie} is not a chemical element")
         numbers.append(element.Z)
     return np.asarray(numbers, dtype=np.int64)
 
@@ -124,38 +132,65 @@ def pristine_supercell(host: Structure, supercell_lattice: Lattice, matrix: np.n
     return Structure(supercell_lattice, pristine.species, cart, coords_are_cartesian=True)
 
 
-def match_to_pristine(defect: Structure, pristine: Structure, tolerance: float = MATCH_TOLERANCE,
-                      name: str = "structure", max_defect_fraction: float = 0.5) -> DefectNodes:
+def pristine_sites(host: Structure, supercell_lattice: Lattice, matrix: np.ndarray | None = None,
+                   name: str = "structure") -> tuple[np.ndarray, np.ndarray]:
+    """Atomic numbers and Cartesian coordinates (read-only) of ``pristine_supercell(host, supercell_lattice,
+    matrix)``, remembered by content for the last ``PRISTINE_CACHE_SIZE`` (host, lattice, matrix)."""
+    key = _pristine_key(host, supercell_lattice, matrix)
+    if key in _pristine_cache:
+        _pristine_cache.move_to_end(key)
+        return _pristine_cache[key]
+    pristine = pristine_supercell(host, supercell_lattice, matrix, name)
+    sites = (atomic_numbers_of(pristine, f"{name} (pristine reference)"), pristine.cart_coords)
+    for array in sites:
+        array.setflags(write=False)
+    _pristine_cache[key] = sites
+    if len(_pristine_cache) > PRISTINE_CACHE_SIZE:
+        _pristine_cache.popitem(last=False)
+    return sites
+
+
+def _pristine_key(host: Structure, supercell_lattice: Lattice, matrix: np.ndarray | None) -> bytes:
+    """Digest of what ``pristine_supercell`` reads: the host's lattice, species and positions, the target
+    lattice and the supercell matrix (or that it is inferred)."""
+    digest = hashlib.sha256()
+    for array in (host.lattice.matrix, host.frac_coords, supercell_lattice.matrix):
+        digest.update(np.ascontiguousarray(array, dtype=float).tobytes())
+    digest.update(" ".join(site.species_string for site in host).encode())
+    digest.update(b"inferred" if matrix is None else np.ascontiguousarray(matrix, dtype=float).tobytes())
+    return digest.digest()
+
+
+def match_to_pristine(defect: Structure, pristine_numbers: np.ndarray, pristine_coords: np.ndarray,
+                      tolerance: float = MATCH_TOLERANCE, name: str = "structure",
+                      max_defect_fraction: float = 0.5) -> DefectNodes:
     """Assign a marker to every atom of ``defect`` and add a virtual node per vacant pristine site.
 
-    Each atom is matched to the nearest pristine site within ``tolerance`` (periodic, Cartesian
-    distance on the defect cell's lattice). An atom with no site, or losing a site to a closer
-    atom, is an interstitial. When more than ``max_defect_fraction`` of the pristine sites are
-    defective the structure is reported as not matching its host.
+    The pristine sites (``pristine_sites``) lie in the defect cell's lattice. Each atom is matched to the
+    nearest pristine site within ``tolerance`` (periodic, Cartesian distance on the defect cell's lattice).
+    An atom with no site, or losing a site to a closer atom, is an interstitial. When more than
+    ``max_defect_fraction`` of the pristine sites are defective the structure is reported as not matching
+    its host.
     """
     numbers = atomic_numbers_of(defect, name)
-    pristine_numbers = atomic_numbers_of(pristine, f"{name} (pristine reference)")
     lattice = defect.lattice
-    if not np.allclose(lattice.matrix, pristine.lattice.matrix, atol=1e-3):
-        raise DefiNetInputError(
-            f"{name}: cell differs from its pristine supercell; the structure does not match its host")
-    site_of_atom = _nearest_sites(defect.cart_coords, pristine.cart_coords, lattice, tolerance)
+    site_of_atom = _nearest_sites(defect.cart_coords, pristine_coords, lattice, tolerance)
     markers = np.full(len(defect), Marker.PRISTINE, dtype=np.int64)
     markers[site_of_atom < 0] = Marker.INTERSTITIAL
     matched = site_of_atom >= 0
     markers[matched & (numbers != pristine_numbers[np.maximum(site_of_atom, 0)])] = Marker.SUBSTITUTION
-    occupied = np.zeros(len(pristine), dtype=bool)
+    occupied = np.zeros(len(pristine_numbers), dtype=bool)
     occupied[site_of_atom[matched]] = True
     vacant = np.flatnonzero(~occupied)
     n_defects = int((markers != Marker.PRISTINE).sum()) + len(vacant)
-    if n_defects > max_defect_fraction * len(pristine):
+    if n_defects > max_defect_fraction * len(pristine_numbers):
         raise DefiNetInputError(
-            f"{name}: {n_defects} of {len(pristine)} pristine sites are defective (tolerance {tolerance} A); "
+            f"{name}: {n_defects} of {len(pristine_numbers)} pristine sites are defective (tolerance {tolerance} A); "
             "the structure does not match its host"
         )
     return DefectNodes(
         atomic_numbers=np.concatenate([numbers, pristine_numbers[vacant]]),
-        cart_coords=np.concatenate([defect.cart_coords, pristine.cart_coords[vacant]]),
+        cart_coords=np.concatenate([defect.cart_coords, pristine_coords[vacant]]),
         markers=np.concatenate([markers, np.full(len(vacant), Marker.VACANCY, dtype=np.int64)]),
         site_index=np.concatenate([np.arange(len(defect)), np.full(len(vacant), -1)]),
         lattice=lattice,
@@ -181,5 +216,5 @@ def _nearest_sites(atoms: np.ndarray, sites: np.ndarray, lattice: Lattice, toler
 def defect_nodes(defect: Structure, host: Structure, supercell_matrix: np.ndarray | None = None,
                  tolerance: float = MATCH_TOLERANCE, name: str = "structure") -> DefectNodes:
     """Markers of ``defect`` against ``host``: a unit cell (matrix given or inferred) or a pristine supercell."""
-    pristine = pristine_supercell(host, defect.lattice, supercell_matrix, name)
-    return match_to_pristine(defect, pristine, tolerance, name)
+    pristine_numbers, pristine_coords = pristine_sites(host, defect.lattice, supercell_matrix, name)
+    return match_to_pristine(defect, pristine_numbers, pristine_coords, tolerance, name)

@@ -259,7 +259,8 @@ def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> S
     coords = np.empty((len(original), 3))
     atoms = site_index >= 0
     coords[site_index[atoms]] = positions.numpy()[atoms]
-    return Structure(original.lattice, original.species, coords, coords_are_cartesian=True,
+    species = [site.species for site in original]  # compositions: ~5x faster to build from than elements
+    return Structure(original.lattice, species, coords, coords_are_cartesian=True,
                      site_properties=original.site_properties or None)
 
 

@@ -25,7 +25,8 @@ from typing import Any
 from jobflow import JobStore
 from monty.json import jsanitize
 from pydantic import BaseModel, Field
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Composition, Lattice, Structure
+from pymatgen.core.periodic_table import get_el_sp
 
 from workflows.db_server import DefiNetStoreError
 from workflows.documents import PredictedCase
@@ -71,8 +72,9 @@ def compact_structure(structure: Structure) -> dict[str, Any]:
 
 def structure_from_compact(compact: dict[str, Any]) -> Structure:
     """Inverse of :func:`compact_structure`."""
-    return Structure(Lattice(compact["lattice"]), compact["species"], compact["frac_coords"],
-                     site_properties=compact.get("site_properties"))
+    compositions = {symbol: Composition({get_el_sp(symbol): 1}) for symbol in set(compact["species"])}
+    return Structure(Lattice(compact["lattice"]), [compositions[symbol] for symbol in compact["species"]],
+                     compact["frac_coords"], site_properties=compact.get("site_properties"))
 
 
 def chunks(items: Iterable[Any], size: int = CHUNK_SIZE) -> Iterator[list[Any]]:

@@ -3,7 +3,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from definet_core.errors import DefiNetInputError
-from definet_core.markers import Marker, defect_nodes, infer_supercell_matrix
+from definet_core.markers import Marker, defect_nodes, infer_supercell_matrix, pristine_sites, pristine_supercell
 from workflows.hosts import mos2_monolayer
 
 
@@ -80,3 +80,19 @@ def test_shifted_structure_does_not_match():
     cell.translate_sites(list(range(len(cell))), [0.9, 0.4, 0.0], frac_coords=False)
     with pytest.raises(DefiNetInputError, match=r"bad\.cif: .* does not match its host"):
         defect_nodes(cell, mos2_monolayer(), name="bad.cif")
+
+
+def test_pristine_sites_are_remembered_by_content_not_by_object():
+    host, cell = mos2_monolayer(), supercell()
+    numbers, coords = pristine_sites(host, cell.lattice)
+    reference = pristine_supercell(host, cell.lattice)
+    assert numbers.tolist() == list(reference.atomic_numbers) and np.allclose(coords, reference.cart_coords)
+    assert pristine_sites(mos2_monolayer(), supercell().lattice)[0] is numbers  # an equal host: the same arrays
+    with pytest.raises(ValueError):
+        numbers[0] = 1  # shared between calls, so read-only
+    host.replace(0, "W")  # the same object with other content is another pristine supercell
+    assert sorted(set(pristine_sites(host, cell.lattice)[0].tolist())) == [16, 74]
+    changed = defect_nodes(supercell(), host)
+    assert (changed.markers[[i for i, site in enumerate(supercell()) if site.specie.symbol == "Mo"]]
+            == Marker.SUBSTITUTION).all()
+
