@@ -27,8 +27,8 @@ EDGE_KEYS = ("edge_index", "edge_image")
 """The edge tensors of a defect graph: most of its memory, needed only by the model and the verdict."""
 
 GRAPH_WORKERS_AUTO_MIN = 256
-"""``graph_workers_policy("auto", n, cuda)`` builds graphs in worker processes for this many structures or more (a
-flow's chunk of cases: about 2.5 s of graph building in one process)."""
+"""``graph_workers_policy("auto", n, cuda)`` builds graphs in worker processes for this many structures or more
+(a flow's chunk of cases)."""
 
 
 @dataclass(frozen=True)
@@ -226,14 +226,15 @@ def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndar
     return [graph_to_arrays(defect_graph(s, h, supercell_matrix, n, MATCH_TOLERANCE, config)) for s, h, n in items]
 
 
-def graph_workers_policy(policy: str, count: int, device: torch.device) -> int:
+def graph_workers_policy(policy: str | int, count: int, device: torch.device) -> int:
     """How many graph worker processes (``Predictor.graph_workers``) to use for ``count`` structures predicted on
     ``device``: a number, or ``auto``: on CUDA, all the cores this process may run on (a batch scheduler's
     allocation) but one, for ``GRAPH_WORKERS_AUTO_MIN`` structures or more with 3 cores or more; else 0. On a
     CPU the network needs the cores itself: workers beside torch's threads made 2-core prediction slower."""
+    policy = str(policy)
     if policy != "auto":
         if not policy.isdigit():
-            raise DefiNetInputError(f"--graph-workers {policy}: expected a number of processes or 'auto'")
+            raise DefiNetInputError(f"graph workers {policy!r}: expected a number of processes or 'auto'")
         return int(policy)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return cores - 1 if device.type == "cuda" and count >= GRAPH_WORKERS_AUTO_MIN and cores >= 3 else 0

@@ -92,7 +92,7 @@ class DefiNetPredictMaker(Maker):
     ``spread`` between them estimates its error."""
     compile: str = "auto"
     """``torch.compile`` the model(s): ``auto`` (for ``COMPILE_AUTO_MIN`` cases or more), ``always``, ``never``."""
-    graph_workers: str = "auto"
+    graph_workers: str | int = "auto"
     """Processes that build the defect graphs while the model predicts: a number, or ``auto`` (on CUDA, all allotted
     cores but one, for ``GRAPH_WORKERS_AUTO_MIN`` cases or more; ``definet_core.predict.graph_workers_policy``)."""
 

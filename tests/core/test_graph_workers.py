@@ -49,10 +49,10 @@ def test_a_bad_structure_in_a_worker_fails_with_its_name(tiny_checkpoint):
 def test_graph_workers_policy():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert graph_workers_policy("0", 10**6, cuda) == 0
-    assert graph_workers_policy("3", 1, cpu) == 3
+    assert graph_workers_policy("3", 1, cpu) == graph_workers_policy(3, 1, cpu) == 3
     assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN - 1, cuda) == 0
     assert graph_workers_policy("auto", 10**6, cpu) == 0  # the network needs the cores
     cores = len(os.sched_getaffinity(0))
     assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN, cuda) == (cores - 1 if cores >= 3 else 0)
-    with pytest.raises(DefiNetInputError, match="--graph-workers many"):
+    with pytest.raises(DefiNetInputError, match="graph workers 'many'"):
         graph_workers_policy("many", 10, cpu)
