@@ -5,15 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from pymatgen.core import Structure
 
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
+from definet_core.graph import graph_from_arrays, graph_to_arrays
 from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES, compile_policy
 from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, TrainConfig
+
+if TYPE_CHECKING:
+    from definet_core.predict import Prediction
+
+READER_WORKERS_AUTO_MIN = 64
+"""``definet predict --workers auto`` reads files in worker processes from this many files (~25 ms per CIF)."""
 
 
 def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +100,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--compile", choices=COMPILE_POLICIES, default="auto",
                          help=f"torch.compile the model (~40 s once, then several times faster); auto: for "
                               f"{COMPILE_AUTO_MIN} structures or more")
+    predict.add_argument("--workers", default="auto",
+                         help="processes that read the files and build their graphs: a number, or auto (all "
+                              f"allotted cores but one, for {READER_WORKERS_AUTO_MIN} files or more)")
     predict.add_argument("--format", choices=OUTPUT_FORMATS, default="same",
                          help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")
@@ -190,48 +203,84 @@ def output_path(out: Path, source: str, fmt: str) -> tuple[Path, str]:
     return out / f"{stem}_predicted{_SUFFIX[fmt]}", fmt
 
 
-def _predict(args: argparse.Namespace) -> None:
+def read_case(path: str, host: Structure, matrix: np.ndarray | None,
+              config: ModelConfig) -> tuple[Structure, dict] | str:
+    """One defect supercell file read and its graph for a model of ``config`` built (as ``graph_to_arrays``), or
+    the one-line error that either step raised (so that a worker process can hand it back)."""
     from definet_core.io import read_structure
-    from definet_core.markers import Marker
-    from definet_core.predict import Predictor
+    from definet_core.markers import MATCH_TOLERANCE
+    from definet_core.predict import defect_graph
 
+    try:
+        structure = read_structure(path)
+        return structure, graph_to_arrays(defect_graph(structure, host, matrix, path, MATCH_TOLERANCE, config))
+    except DefiNetInputError as exc:
+        return str(exc)
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+    from itertools import islice
+
+    from tqdm import tqdm
+
+    from definet_core.io import read_structure
+    from definet_core.predict import Predictor, workers_policy
+
+    count = len(args.structures)
     predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companions,
-                          compile_policy(args.compile, len(args.structures)))
+                          compile_policy(args.compile, count))
+    workers = workers_policy(args.workers, count, READER_WORKERS_AUTO_MIN)
     host = read_structure(args.host)
     matrix = np.diag(args.supercell) if args.supercell else None
-    started = time.perf_counter()
-    good, failures = [], []
-    for path in args.structures:  # one bad file is reported, the others are still predicted
-        try:
-            structure = read_structure(path)
-            good.append((path, structure, predictor.graph(structure, host, matrix, path)))
-        except DefiNetInputError as exc:
-            failures.append(str(exc))
-    predictions = predictor.predictions_from_graphs([s for _, s, _ in good], [g for _, _, g in good])
-    seconds = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for (path, structure, _), prediction in zip(good, predictions, strict=True):
-        target, fmt = output_path(out, path, args.format)
-        prediction.structure.to(filename=str(target), fmt=fmt)
-        shift = np.linalg.norm(prediction.structure.cart_coords - structure.cart_coords, axis=1)
-        counts = {m.name.lower(): int((prediction.graph.marker == m).sum()) for m in Marker}
-        verdict = prediction.verdict
-        entries.append({"input": str(path), "output": str(target), "formula": structure.composition.formula,
-                        "num_atoms": len(structure), "markers": counts,
-                        "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max()),
-                        "in_domain": verdict.in_domain, "domain_reasons": list(verdict.reasons),
-                        "spread": prediction.spread})
-        domain = "in domain" if verdict.in_domain else "OUT OF DOMAIN: " + "; ".join(verdict.reasons)
-        spread = f"; spread {prediction.spread:.4f} A" if prediction.spread is not None else ""
-        print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A{spread}; {domain})")
+    started = time.perf_counter()
+    read = partial(read_case, host=host, matrix=matrix, config=predictor.config)
+    entries, failures = [], []
+    with ProcessPoolExecutor(workers) if workers else nullcontext() as pool:
+        # the workers read ahead while this process predicts and writes one batch at a time
+        cases = pool.map(read, args.structures, chunksize=8) if pool else map(read, args.structures)
+        cases = tqdm(cases, total=count, desc="predict", unit="file", leave=False, disable=None)  # on terminals
+        pairs = zip(args.structures, cases, strict=True)
+        while batch := list(islice(pairs, args.batch_size)):
+            good = []
+            for path, case in batch:
+                if isinstance(case, str):  # one bad file is reported, the others are still predicted
+                    failures.append(case)
+                else:
+                    good.append((path, case[0], graph_from_arrays(case[1])))
+            predictions = predictor.predictions_from_graphs([s for _, s, _ in good], [g for _, _, g in good])
+            entries += [written_prediction(out, path, structure, prediction, args.format)
+                        for (path, structure, _), prediction in zip(good, predictions, strict=True)]
     summary = {"checkpoint": predictor.checkpoint, "companions": predictor.companion_ids,
-               "device": str(predictor.device), "seconds": round(seconds, 3), "structures": entries, "errors": failures}
+               "device": str(predictor.device), "seconds": round(time.perf_counter() - started, 3),
+               "structures": entries, "errors": failures}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if failures:
         raise DefiNetInputError(f"{len(failures)} of {len(args.structures)} input(s) failed, the rest were "
                                 f"predicted: {' | '.join(failures)}")
+
+
+def written_prediction(out: Path, path: str, structure: Structure, prediction: Prediction,
+                       output_format: str) -> dict:
+    """Write one predicted structure below ``out`` (``output_path``), print a line about it and return its
+    ``summary.json`` entry."""
+    from definet_core.markers import Marker
+
+    target, fmt = output_path(out, path, output_format)
+    prediction.structure.to(filename=str(target), fmt=fmt)
+    shift = np.linalg.norm(prediction.structure.cart_coords - structure.cart_coords, axis=1)
+    counts = {m.name.lower(): int((prediction.graph.marker == m).sum()) for m in Marker}
+    verdict = prediction.verdict
+    domain = "in domain" if verdict.in_domain else "OUT OF DOMAIN: " + "; ".join(verdict.reasons)
+    spread = f"; spread {prediction.spread:.4f} A" if prediction.spread is not None else ""
+    print(f"{path} -> {target}  (mean shift {shift.mean():.3f} A, max {shift.max():.3f} A{spread}; {domain})")
+    return {"input": str(path), "output": str(target), "formula": structure.composition.formula,
+            "num_atoms": len(structure), "markers": counts,
+            "mean_displacement": float(shift.mean()), "max_displacement": float(shift.max()),
+            "in_domain": verdict.in_domain, "domain_reasons": list(verdict.reasons), "spread": prediction.spread}
 
 
 def run_handler(args: argparse.Namespace) -> int:

@@ -226,18 +226,26 @@ def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndar
     return [graph_to_arrays(defect_graph(s, h, supercell_matrix, n, MATCH_TOLERANCE, config)) for s, h, n in items]
 
 
-def graph_workers_policy(policy: str | int, count: int, device: torch.device) -> int:
-    """How many graph worker processes (``Predictor.graph_workers``) to use for ``count`` structures predicted on
-    ``device``: a number, or ``auto``: on CUDA, all the cores this process may run on (a batch scheduler's
-    allocation) but one, for ``GRAPH_WORKERS_AUTO_MIN`` structures or more with 3 cores or more; else 0. On a
-    CPU the network needs the cores itself: workers beside torch's threads made 2-core prediction slower."""
+def workers_policy(policy: str | int, count: int, auto_min: int) -> int:
+    """Worker processes for ``count`` items under ``policy``: a number, or ``auto``: all the cores this process
+    may run on (a batch scheduler's allocation) but one, for ``auto_min`` items or more on 2 cores or more; else 0."""
     policy = str(policy)
     if policy != "auto":
         if not policy.isdigit():
-            raise DefiNetInputError(f"graph workers {policy!r}: expected a number of processes or 'auto'")
+            raise DefiNetInputError(f"workers {policy!r}: expected a number of processes or 'auto'")
         return int(policy)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores - 1 if device.type == "cuda" and count >= GRAPH_WORKERS_AUTO_MIN and cores >= 3 else 0
+    return cores - 1 if count >= auto_min and cores >= 2 else 0
+
+
+def graph_workers_policy(policy: str | int, count: int, device: torch.device) -> int:
+    """``Predictor.graph_workers`` for ``count`` structures predicted on ``device`` (``workers_policy``), where
+    ``auto`` starts workers only on CUDA with 3 cores or more, from ``GRAPH_WORKERS_AUTO_MIN`` structures: on a
+    CPU the network needs the cores itself (workers beside torch's threads made 2-core prediction slower)."""
+    workers = workers_policy(policy, count, GRAPH_WORKERS_AUTO_MIN)
+    if str(policy) == "auto" and (device.type != "cuda" or workers < 2):
+        return 0
+    return workers
 
 
 def ensemble_mean_and_spread(members: Sequence[torch.Tensor], atoms: torch.Tensor) -> tuple[torch.Tensor, float]:

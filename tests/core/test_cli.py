@@ -24,11 +24,12 @@ def defect_files(tmp_path):
     return paths, host_path
 
 
-def test_predict_writes_structures_in_input_order(defect_files, tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_predict_writes_structures_in_input_order(defect_files, tmp_path, tiny_checkpoint, workers):
     paths, host = defect_files
     out = tmp_path / "out"
     assert main(["predict", *map(str, paths), "--host", str(host), "--checkpoint", str(tiny_checkpoint),
-                 "--device", "cpu", "--batch-size", "2", "-o", str(out)]) == 0
+                 "--device", "cpu", "--batch-size", "2", "--workers", workers, "-o", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["structures"]) == 3
     for path, entry in zip(paths, summary["structures"], strict=True):
@@ -97,13 +98,14 @@ def test_structure_not_matching_host_is_a_one_line_error(defect_files, tmp_path,
     assert "wrong.cif" in err and "does not match its host" in err
 
 
-def test_one_bad_file_among_good_ones_is_named_and_the_rest_are_predicted(defect_files, tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "2"])  # read in this process, or in worker processes
+def test_one_bad_file_among_good_ones_is_named_and_the_rest_are_predicted(defect_files, tmp_path, capsys, workers):
     paths, host = defect_files
     bad = tmp_path / "broken.cif"
     bad.write_text("data_broken\n_cell_length_a 3\n")
     out = tmp_path / "out"
     err = one_line_error(capsys, ["predict", str(paths[0]), str(bad), str(paths[1]), "--host", str(host),
-                                  "--device", "cpu", "-o", str(out)])
+                                  "--device", "cpu", "--batch-size", "1", "--workers", workers, "-o", str(out)])
     assert "broken.cif" in err and "1 of 3" in err
     summary = json.loads((out / "summary.json").read_text())
     assert [e["input"] for e in summary["structures"]] == [str(paths[0]), str(paths[1])]
@@ -126,3 +128,10 @@ def test_poscar_in_poscar_out_with_the_lattice_orientation_kept(defect_files, tm
     assert main(["predict", str(poscar), "--host", str(host), "--device", "cpu", "-o", str(out),
                  "--format", "cif"]) == 0
     assert (out / "POSCAR_v_S_predicted.cif").is_file()
+
+
+def test_an_unusable_workers_value_is_a_one_line_error(defect_files, tmp_path, capsys):
+    paths, host = defect_files
+    err = one_line_error(capsys, ["predict", str(paths[0]), "--host", str(host), "--device", "cpu",
+                                  "--workers", "many", "-o", str(tmp_path / "out")])
+    assert "workers 'many'" in err

@@ -54,5 +54,5 @@ def test_graph_workers_policy():
     assert graph_workers_policy("auto", 10**6, cpu) == 0  # the network needs the cores
     cores = len(os.sched_getaffinity(0))
     assert graph_workers_policy("auto", GRAPH_WORKERS_AUTO_MIN, cuda) == (cores - 1 if cores >= 3 else 0)
-    with pytest.raises(DefiNetInputError, match="graph workers 'many'"):
+    with pytest.raises(DefiNetInputError, match="workers 'many'"):
         graph_workers_policy("many", 10, cpu)
