@@ -18,10 +18,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Structure
 from tqdm import tqdm
 
 from definet_core.dataset import MaterialSet
+from definet_core.io import read_structure
 from definet_core.predict import Predictor
 from workflows.jobs import component_mae
 
@@ -31,10 +31,10 @@ STARTS = ("unrelaxed", "definet", "chgnet_from_definet", "chgnet_from_unrelaxed"
 
 def compare(material: MaterialSet, n: int, predictor: Predictor, optimizer) -> dict[str, float]:
     """Mean MAE of each of ``STARTS`` and the mean CHGNet steps from each start, over ``n`` val structures."""
-    host = Structure.from_file(material.unit_cell_path)
+    host = read_structure(material.unit_cell_path)
     rows = []
     for atoms_id in tqdm(material.split_ids("val")[:n], desc=material.name, leave=False):
-        unrelaxed, relaxed = (Structure.from_file(p) for p in material.pair_paths(atoms_id))
+        unrelaxed, relaxed = (read_structure(p) for p in material.pair_paths(atoms_id))
         (predicted,) = predictor.predict([unrelaxed], host)
         runs = [optimizer.relax(start, fmax=0.05, relax_cell=False, steps=500, verbose=False)
                 for start in (predicted, unrelaxed)]

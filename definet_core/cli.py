@@ -208,12 +208,11 @@ def read_case(path: str, host: Structure, matrix: np.ndarray | None,
     """One defect supercell file read and its graph for a model of ``config`` built (as ``graph_to_arrays``), or
     the one-line error that either step raised (so that a worker process can hand it back)."""
     from definet_core.io import read_structure
-    from definet_core.markers import MATCH_TOLERANCE
     from definet_core.predict import defect_graph
 
     try:
         structure = read_structure(path)
-        return structure, graph_to_arrays(defect_graph(structure, host, matrix, path, MATCH_TOLERANCE, config))
+        return structure, graph_to_arrays(defect_graph(structure, host, config, matrix, path))
     except DefiNetInputError as exc:
         return str(exc)
 

@@ -173,8 +173,8 @@ def match_to_pristine(defect: Structure, pristine_numbers: np.ndarray, pristine_
     its host.
     """
     numbers = atomic_numbers_of(defect, name)
-    lattice = defect.lattice
-    site_of_atom = _nearest_sites(defect.cart_coords, pristine_coords, lattice, tolerance)
+    lattice, coords = defect.lattice, defect.cart_coords
+    site_of_atom = _nearest_sites(coords, pristine_coords, lattice, tolerance)
     markers = np.full(len(defect), Marker.PRISTINE, dtype=np.int64)
     markers[site_of_atom < 0] = Marker.INTERSTITIAL
     matched = site_of_atom >= 0
@@ -190,7 +190,7 @@ def match_to_pristine(defect: Structure, pristine_numbers: np.ndarray, pristine_
         )
     return DefectNodes(
         atomic_numbers=np.concatenate([numbers, pristine_numbers[vacant]]),
-        cart_coords=np.concatenate([defect.cart_coords, pristine_coords[vacant]]),
+        cart_coords=np.concatenate([coords, pristine_coords[vacant]]),
         markers=np.concatenate([markers, np.full(len(vacant), Marker.VACANCY, dtype=np.int64)]),
         site_index=np.concatenate([np.arange(len(defect)), np.full(len(vacant), -1)]),
         lattice=lattice,

@@ -95,7 +95,7 @@ class Predictor:
 
         Elements the model never saw are accepted here and reported by the verdict (``Prediction.verdict``).
         """
-        return defect_graph(structure, host, supercell_matrix, name, tolerance, self.config)
+        return defect_graph(structure, host, self.config, supercell_matrix, name, tolerance)
 
     def _batches(self, count: int, progress: str | None) -> Iterator[slice]:
         """Slices of ``batch_size`` items over ``count`` items, with a progress bar labelled ``progress``."""
@@ -209,8 +209,8 @@ class Predictor:
         return [p.structure for p in self.predictions(structures, host, supercell_matrix, names)]
 
 
-def defect_graph(structure: Structure, host: Structure, supercell_matrix: np.ndarray | None, name: str,
-                 tolerance: float, config: ModelConfig) -> Data:
+def defect_graph(structure: Structure, host: Structure, config: ModelConfig, supercell_matrix: np.ndarray | None = None,
+                 name: str = "structure", tolerance: float = MATCH_TOLERANCE) -> Data:
     """The defect graph that a model of ``config`` reads for ``structure`` (``Predictor.graph``)."""
     nodes = defect_nodes(structure, host, supercell_matrix, tolerance, name)
     too_heavy = sorted({int(z) for z in nodes.atomic_numbers if z > config.num_elements})
@@ -223,7 +223,7 @@ def defect_graph(structure: Structure, host: Structure, supercell_matrix: np.nda
 def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndarray | None, ModelConfig]) -> list[dict]:
     """Worker: the graphs of one batch of (structure, host, name), as plain arrays (``graph_to_arrays``)."""
     items, supercell_matrix, config = job
-    return [graph_to_arrays(defect_graph(s, h, supercell_matrix, n, MATCH_TOLERANCE, config)) for s, h, n in items]
+    return [graph_to_arrays(defect_graph(s, h, config, supercell_matrix, n)) for s, h, n in items]
 
 
 def workers_policy(policy: str | int, count: int, auto_min: int) -> int:
@@ -243,9 +243,8 @@ def graph_workers_policy(policy: str | int, count: int, device: torch.device) ->
     ``auto`` starts workers only on CUDA with 3 cores or more, from ``GRAPH_WORKERS_AUTO_MIN`` structures: on a
     CPU the network needs the cores itself (workers beside torch's threads made 2-core prediction slower)."""
     workers = workers_policy(policy, count, GRAPH_WORKERS_AUTO_MIN)
-    if str(policy) == "auto" and (device.type != "cuda" or workers < 2):
-        return 0
-    return workers
+    automatic = str(policy) == "auto"
+    return 0 if automatic and (device.type != "cuda" or workers < 2) else workers
 
 
 def ensemble_mean_and_spread(members: Sequence[torch.Tensor], atoms: torch.Tensor) -> tuple[torch.Tensor, float]:
