@@ -64,7 +64,8 @@ class RelaxationSummary(BaseModel):
 class ValidationDocument(BaseModel):
     """One defect case relaxed by one relaxer, from DefiNet's prediction and from the unrelaxed cell.
 
-    Unique on (case_id, relaxer, checkpoint).
+    Unique on (case_id, relaxer, checkpoint, start_policy, comparison): runs under other start policies keep
+    their own documents.
     """
 
     case_id: str
@@ -106,10 +107,6 @@ class ValidationDocument(BaseModel):
     final_structure_from_prediction: dict[str, Any] | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     definet_version: str = ""
-
-    def key(self) -> dict[str, str]:
-        """The document's unique key."""
-        return {"case_id": self.case_id, "relaxer": self.relaxer, "checkpoint": self.checkpoint}
 
 
 class DatasetDocument(BaseModel):

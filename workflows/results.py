@@ -13,19 +13,30 @@ def _stat(values: list[int | float], fn: Any) -> float | None:
     return float(fn(values)) if values else None
 
 
-def summarize(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (host, relaxer): step statistics from both starts, saving, same minima, prediction MAE."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+def start_label(doc: dict[str, Any]) -> str:
+    """The run a document belongs to: its start policy, with ``+cmp`` when the comparison relaxations ran."""
+    return doc.get("start_policy", "auto") + ("+cmp" if doc.get("comparison", True) else "")
+
+
+def grouped(docs: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
+    """Documents by (host, relaxer, start label), sorted: runs under different start policies stay apart."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
-        groups[(doc["host_id"], doc["relaxer"])].append(doc)
+        groups[(doc["host_id"], doc["relaxer"], start_label(doc))].append(doc)
+    return sorted(groups.items())
+
+
+def summarize(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (host, relaxer, start label): step statistics from both starts, saving, same minima,
+    prediction MAE."""
     rows = []
-    for (host, relaxer), group in sorted(groups.items()):
+    for (host, relaxer, start), group in grouped(docs):
         predicted = [d["steps_from_prediction"] for d in group if d.get("steps_from_prediction") is not None]
         unrelaxed = [d["steps_from_unrelaxed"] for d in group if d.get("steps_from_unrelaxed") is not None]
         maes = [d["prediction_mae"] for d in group if d.get("prediction_mae") is not None]
         mean_p, mean_u = _stat(predicted, np.mean), _stat(unrelaxed, np.mean)
         rows.append({
-            "host": host, "relaxer": relaxer, "n": len(group),
+            "host": host, "relaxer": relaxer, "start": start, "n": len(group),
             "median_steps_from_prediction": _stat(predicted, np.median),
             "median_steps_from_unrelaxed": _stat(unrelaxed, np.median),
             "mean_steps_from_prediction": mean_p, "mean_steps_from_unrelaxed": mean_u,
@@ -42,12 +53,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def cell(value: Any, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
 
-    header = (f"{'host':<14}{'relaxer':<9}{'n':>4}{'med pred':>10}{'med unrel':>10}{'mean pred':>10}"
+    header = (f"{'host':<14}{'relaxer':<9}{'start':<16}{'n':>4}{'med pred':>10}{'med unrel':>10}{'mean pred':>10}"
               f"{'mean unrel':>11}{'saving %':>10}{'same min':>9}{'MAE (A)':>9}{'out dom':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r['host']:<14}{r['relaxer']:<9}{r['n']:>4}{cell(r['median_steps_from_prediction'], '.1f'):>10}"
+            f"{r['host']:<14}{r['relaxer']:<9}{r['start']:<16}{r['n']:>4}"
+            f"{cell(r['median_steps_from_prediction'], '.1f'):>10}"
             f"{cell(r['median_steps_from_unrelaxed'], '.1f'):>10}{cell(r['mean_steps_from_prediction'], '.1f'):>10}"
             f"{cell(r['mean_steps_from_unrelaxed'], '.1f'):>11}{cell(r['saving_percent'], '.1f'):>10}"
             f"{r['n_same_minimum']:>9}{cell(r['mean_prediction_mae'], '.4f'):>9}{r['n_out_of_domain']:>8}")
@@ -62,19 +74,17 @@ def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for doc in docs:
-        groups[(doc["host_id"], doc["relaxer"])].append(doc)
+    groups = grouped(docs)
     n = max(len(groups), 1)
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
-    for ax, ((host, relaxer), group) in zip(axes[0], sorted(groups.items()), strict=False):
+    for ax, ((host, relaxer, start), group) in zip(axes[0], groups, strict=False):
         predicted = [d["steps_from_prediction"] for d in group if d.get("steps_from_prediction") is not None]
         unrelaxed = [d["steps_from_unrelaxed"] for d in group if d.get("steps_from_unrelaxed") is not None]
         top = max([*predicted, *unrelaxed, 1])
         bins = np.linspace(0, top + 1, min(30, top + 2))
         ax.hist(unrelaxed, bins=bins, alpha=0.6, label="from unrelaxed", color="tab:gray")
         ax.hist(predicted, bins=bins, alpha=0.7, label="from DefiNet", color="tab:blue")
-        ax.set_title(f"{host} / {relaxer} (n={len(group)})", fontsize=10)
+        ax.set_title(f"{host} / {relaxer} / {start} (n={len(group)})", fontsize=10)
         ax.set_xlabel("ionic steps")
         ax.set_ylabel("defect cases")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))

@@ -95,6 +95,8 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     results = subparsers.add_parser("results", help="ionic-step savings from stored validation documents")
     results.add_argument("--host", action="append", default=None)
     results.add_argument("--relaxer", action="append", default=None)
+    results.add_argument("--start", dest="starts", action="append", choices=START_CHOICES, default=None,
+                         help="only documents of runs under this start policy (repeatable; default: all, one row each)")
     results.add_argument("--json", dest="json_out", default=None)
     results.add_argument("--plot", default=None)
     add_store_options(results)
@@ -186,7 +188,7 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
                                   companions)
     settings = StoreSettings.from_env(**store_options)
     with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
-        docs = store.query(hosts=host_ids, relaxers=[relaxer])
+        docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=unrelaxed_start)
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs
@@ -223,7 +225,7 @@ def _results(args: argparse.Namespace) -> None:
 
     settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
-        docs = store.query(hosts=args.host, relaxers=args.relaxer)
+        docs = store.query(hosts=args.host, relaxers=args.relaxer, start_policies=args.starts)
     if not docs:
         raise DefiNetInputError("definet results: no validation documents match; run `definet run` first")
     report(docs, args.json_out, args.plot)

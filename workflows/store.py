@@ -1,7 +1,7 @@
 """What definet stores: the jobflow JobStore and the ``validation`` documents, through pymongo and maggma.
 
-The ``validation`` collection holds one document per (case_id, relaxer, checkpoint), kept unique by a
-unique compound index; jobflow's outputs go to the ``jobs`` collection with large objects (such as
+The ``validation`` collection holds one document per (case_id, relaxer, checkpoint, start_policy, comparison),
+kept unique by a unique compound index; jobflow's outputs go to the ``jobs`` collection with large objects (such as
 trajectories) in the GridFS bucket ``outputs_blobs``. Which server these live on (a MongoDB URI or the
 embedded SecantusDB server) is :mod:`workflows.db_server`.
 """
@@ -20,7 +20,10 @@ from workflows.db_server import DefiNetStoreError, mask_uri, one_line
 if TYPE_CHECKING:
     from maggma.stores import MongoStore
 
-VALIDATION_KEY = ("case_id", "relaxer", "checkpoint")
+VALIDATION_KEY = ("case_id", "relaxer", "checkpoint", "start_policy", "comparison")
+"""A validation document is one experiment: a case, relaxed by one relaxer, predicted by one checkpoint (or
+ensemble), under one start policy with or without the comparison relaxations. The fan-out's "done" check
+matches the same fields, so a rerun with another policy adds documents and never replaces another's."""
 DATASET_KEY = ("recipe", "structure_id", "relaxer", "start")
 JOBS_COLLECTION = "jobs"
 BLOBS_COLLECTION = "outputs_blobs"
@@ -107,6 +110,7 @@ class KeyedStore:
         self.store.connect()
         try:
             collection = self.store._collection
+            drop_stale_unique_indexes(collection, self.KEY)
             collection.create_index([(name, 1) for name in self.KEY], unique=True, name="_".join(self.KEY))
             for name in self.INDEXES:
                 collection.create_index([(name, 1)], name=name)
@@ -181,18 +185,31 @@ class KeyedStore:
         return self.store.count(criteria)
 
 
+def drop_stale_unique_indexes(collection: Any, key: tuple[str, ...]) -> None:
+    """Drop unique indexes on ``collection`` other than the one on ``key``: those an older definet made for a
+    narrower key (validation was once unique on case, relaxer and checkpoint), which would refuse a second
+    start policy's document. Documents are untouched."""
+    for name, spec in collection.index_information().items():
+        fields = tuple(field for field, _ in spec["key"])
+        if spec.get("unique") and name != "_id_" and fields != key:
+            collection.drop_index(name)
+
+
 class ValidationStore(KeyedStore):
-    """The ``validation`` collection: one document per (case_id, relaxer, checkpoint)."""
+    """The ``validation`` collection: one document per ``VALIDATION_KEY``."""
 
     KIND = "validation"
     COLLECTION = "validation"
     KEY = VALIDATION_KEY
     INDEXES = ("host_id", "relaxer")
 
-    def query(self, hosts: list[str] | None = None, relaxers: list[str] | None = None) -> list[dict]:
-        """Documents whose ``host_id`` is in ``hosts`` and ``relaxer`` in ``relaxers`` (None or empty: any),
-        sorted by the key, without Mongo's ``_id``."""
-        return self.find_in(host_id=hosts, relaxer=relaxers)
+    def query(self, hosts: list[str] | None = None, relaxers: list[str] | None = None,
+              start_policies: list[str] | None = None, comparison: bool | None = None) -> list[dict]:
+        """Documents whose ``host_id`` is in ``hosts``, ``relaxer`` in ``relaxers`` and ``start_policy`` in
+        ``start_policies`` (None or empty: any), with ``comparison`` as given (None: either), sorted by the key,
+        without Mongo's ``_id``."""
+        docs = self.find_in(host_id=hosts, relaxer=relaxers, start_policy=start_policies)
+        return [doc for doc in docs if comparison is None or doc.get("comparison", True) == comparison]
 
 
 class DatasetStore(KeyedStore):

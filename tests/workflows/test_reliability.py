@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
+from pymongo import MongoClient
 
 from workflows.case_store import CaseCollection, PredictionCollection
 from workflows.enumeration_settings import EnumerationSettings
 from workflows.flows import DefectValidationMaker
 from workflows.jobs import DefiNetPredictMaker
+from workflows.results import summarize
 from workflows.store import ValidationStore, job_store
 
 # EMT (ASE) has no parameters for Zn: that relaxation raises inside the real atomate2 job.
@@ -19,10 +21,11 @@ NICKEL = EnumerationSettings(mode="single", supercell_matrix=[[2, 0, 0], [0, 2, 
                              substitutions={"Cu": ["Ni"]})
 
 
-def run_flow(mongo_uri: str, database: str, tmp_path, **maker_options) -> None:
+def run_flow(mongo_uri: str, database: str, tmp_path, enumeration: EnumerationSettings = SETTINGS,
+             **maker_options) -> None:
     host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).get_primitive_structure()
-    maker = DefectValidationMaker(relaxer="emt", enumeration=SETTINGS, predict_maker=DefiNetPredictMaker(device="cpu"),
-                                  **maker_options)
+    maker = DefectValidationMaker(relaxer="emt", enumeration=enumeration,
+                                  predict_maker=DefiNetPredictMaker(device="cpu"), **maker_options)
     run_locally(maker.make([("Cu", host)]), store=job_store(mongo_uri, database), ensure_success=False, log=False,
                 root_dir=tmp_path, create_folders=True)
 
@@ -55,17 +58,51 @@ def leftover_cases(mongo_uri: str, database: str) -> tuple[int, int]:
         return cases.count(), predictions.count()
 
 
-def test_other_settings_are_not_taken_for_done(mongo_uri, database_name, tmp_path):
-    run_flow(mongo_uri, database_name, tmp_path, start="unrelaxed")
+def relaxation_jobs(mongo_uri: str, database: str) -> int:
+    """Relaxation jobs ever run against this database (their outputs in ``jobs``)."""
+    with MongoClient(mongo_uri) as client:
+        return client[database]["jobs"].count_documents({"name": {"$regex": " from (prediction|unrelaxed)$"}})
+
+
+def test_a_rerun_under_another_start_policy_keeps_both_and_the_same_command_relaxes_nothing(
+        mongo_uri, database_name, tmp_path):
+    """The trap: documents were keyed without the start policy, so a second policy replaced the first's."""
+    run_flow(mongo_uri, database_name, tmp_path, NICKEL)  # --start auto, with comparison
     with ValidationStore(mongo_uri, database_name) as store:
-        first = {d["defect_name"]: d["created_at"] for d in store.query()}
-    run_flow(mongo_uri, database_name, tmp_path, start="prediction", unrelaxed_start=False)
+        auto = {d["case_id"]: d["created_at"] for d in store.query(start_policies=["auto"])}
+    assert len(auto) == 2
+    relaxed = relaxation_jobs(mongo_uri, database_name)
+
+    run_flow(mongo_uri, database_name, tmp_path, NICKEL, start="unrelaxed")
+    run_flow(mongo_uri, database_name, tmp_path, NICKEL, start="prediction", unrelaxed_start=False)
     with ValidationStore(mongo_uri, database_name) as store:
         docs = store.query()
-    assert len(docs) == 3
-    ni = next(d for d in docs if d["defect_name"] == "Ni_Cu")
-    assert ni["start_policy"] == "prediction" and ni["created_at"] > first["Ni_Cu"]
-    assert ni["steps_from_prediction"] >= 1 and ni["steps_from_unrelaxed"] is None
+    assert len(docs) == 6  # two cases under three runs, none replaced
+    assert {(d["start_policy"], d["comparison"]) for d in docs} == {("auto", True), ("unrelaxed", True),
+                                                                  ("prediction", False)}
+    only_prediction = [d for d in docs if d["start_policy"] == "prediction"]
+    assert all(d["steps_from_prediction"] >= 1 and d["steps_from_unrelaxed"] is None for d in only_prediction)
+    assert relaxation_jobs(mongo_uri, database_name) == relaxed + 2 + 2
+
+    run_flow(mongo_uri, database_name, tmp_path, NICKEL)  # the first command again: nothing to relax
+    assert relaxation_jobs(mongo_uri, database_name) == relaxed + 4
+    with ValidationStore(mongo_uri, database_name) as store:
+        assert {d["case_id"]: d["created_at"] for d in store.query(start_policies=["auto"])} == auto
+        assert store.count() == 6
+    rows = summarize(docs)
+    assert sorted(r["start"] for r in rows) == ["auto+cmp", "prediction", "unrelaxed+cmp"]
+
+
+def test_a_collection_made_under_the_old_key_accepts_a_second_policy(mongo_uri, database_name):
+    """Databases written before the start policy joined the key carry a narrower unique index; it is dropped."""
+    base = {"case_id": "c", "relaxer": "emt", "checkpoint": "k@1", "host_id": "h"}
+    with MongoClient(mongo_uri) as client:
+        client[database_name]["validation"].create_index([("case_id", 1), ("relaxer", 1), ("checkpoint", 1)],
+                                                         unique=True, name="case_id_relaxer_checkpoint")
+        client[database_name]["validation"].insert_one({**base, "start_policy": "auto", "comparison": True})
+    with ValidationStore(mongo_uri, database_name) as store:
+        store.upsert([{**base, "start_policy": "unrelaxed", "comparison": True}])
+        assert sorted(d["start_policy"] for d in store.query()) == ["auto", "unrelaxed"]
 
 
 def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_completes(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from workflows.store import ValidationStore
 
 
 def doc(case, host, relaxer, from_prediction, from_unrelaxed, same=True, mae=0.01):
-    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": "c@1",
+    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": "c@1", "start_policy": "auto",
+            "comparison": True,
             "steps_from_prediction": from_prediction, "steps_from_unrelaxed": from_unrelaxed,
             "same_minimum": same, "prediction_mae": mae}
 
@@ -42,7 +43,7 @@ def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys)
     assert "MoS2-1L" in table and "mp-149" in table
     rows = json.loads(out.read_text())["rows"]
     mos2 = next(r for r in rows if r["host"] == "MoS2-1L")
-    assert set(mos2) == {"host", "relaxer", "n", "median_steps_from_prediction", "median_steps_from_unrelaxed",
+    assert set(mos2) == {"host", "relaxer", "start", "n", "median_steps_from_prediction", "median_steps_from_unrelaxed",
                          "mean_steps_from_prediction", "mean_steps_from_unrelaxed", "saving_percent",
                          "n_same_minimum", "mean_prediction_mae", "n_out_of_domain"}
     assert mos2["n"] == 3 and mos2["saving_percent"] == pytest.approx(60.0) and mos2["n_same_minimum"] == 2
@@ -53,6 +54,18 @@ def test_results_filters_by_host_and_relaxer(populated, tmp_path):
     out = tmp_path / "r.json"
     assert main(["results", *populated, "--host", "mp-149", "--relaxer", "emt", "--json", str(out)]) == 0
     assert [r["host"] for r in json.loads(out.read_text())["rows"]] == ["mp-149"]
+
+
+def test_results_keep_start_policies_apart_and_filter_on_them(populated, mongo_uri, database_name, tmp_path):
+    with ValidationStore(mongo_uri, database_name) as store:
+        store.upsert([{**doc("a", "MoS2-1L", "chgnet", None, 44), "start_policy": "unrelaxed"}])
+        assert store.count() == 5  # the auto document of case a is kept beside it
+    out = tmp_path / "r.json"
+    assert main(["results", *populated, "--host", "MoS2-1L", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["start"], r["n"]) for r in rows] == [("auto+cmp", 3), ("unrelaxed+cmp", 1)]
+    assert main(["results", *populated, "--start", "unrelaxed", "--json", str(out)]) == 0
+    assert [r["mean_steps_from_unrelaxed"] for r in json.loads(out.read_text())["rows"]] == [44]
 
 
 def test_results_with_no_match_is_a_one_line_error(populated, capsys):

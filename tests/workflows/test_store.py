@@ -11,7 +11,8 @@ from workflows.store import ValidationStore, job_store
 
 
 def _doc(case: str, host: str, relaxer: str, steps: int, checkpoint: str = "shipped") -> dict:
-    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": checkpoint, "ionic_steps": steps}
+    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": checkpoint, "start_policy": "auto",
+            "comparison": True, "ionic_steps": steps}
 
 
 def test_upsert_twice_never_duplicates(mongo_uri: str, database_name: str) -> None:
@@ -37,7 +38,7 @@ def test_unique_index_on_key(mongo_uri: str, database_name: str) -> None:
     try:
         collection = client[database_name]["validation"]
         unique = [spec["key"] for spec in collection.index_information().values() if spec.get("unique")]
-        assert [("case_id", 1), ("relaxer", 1), ("checkpoint", 1)] in unique
+        assert [("case_id", 1), ("relaxer", 1), ("checkpoint", 1), ("start_policy", 1), ("comparison", 1)] in unique
         with pytest.raises(DuplicateKeyError):
             collection.insert_one(_doc("c1", "MoS2-1L", "chgnet", 9))
     finally:
