@@ -39,7 +39,7 @@ def peak_rss_mb() -> float:
 
 def structures(n: int) -> list[tuple[str, Structure, Structure, np.ndarray | None]]:
     """``n`` dense-defect MoS2 8x8 cases, as in the DefiNet high-density data: (name, cell, host, matrix)."""
-    from workflows.enumeration import dense_defects
+    from workflows.defects.enumeration import dense_defects
     from workflows.hosts import resolve_host
 
     host_id, host = resolve_host("MoS2-1L")
@@ -106,7 +106,7 @@ def time_chgnet(cells: list[Structure]) -> list[float]:
     """Seconds per CHGNet relaxation (fixed cell, fmax 0.05) of each unrelaxed structure."""
     from jobflow import run_locally
 
-    from workflows.relaxers import relax_maker
+    from workflows.relaxers.makers import relax_maker
 
     maker = relax_maker("chgnet")
     seconds = []

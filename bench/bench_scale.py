@@ -6,7 +6,7 @@
 Runs the enumerate + predict part of the validation flow (``enumeration_job`` and
 ``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs``, relaxations off) with jobflow's
 ``run_locally`` on the embedded SecantusDB server (a temporary data directory unless ``--data-dir``;
-there the database ``bench_scale_<n>`` is dropped first) through ``workflows.store.job_store``. With a
+there the database ``bench_scale_<n>`` is dropped first) through ``workflows.storage.stores.job_store``. With a
 server started beforehand by ``definet db start --data-dir DIR`` and ``--data-dir DIR`` here, the server
 runs in its own process and the peak RSS is the flow's alone (in-process, it includes the database's cache).
 
@@ -49,13 +49,14 @@ from pymongo import MongoClient
 from tqdm import tqdm
 
 from definet_core.model import COMPILE_POLICIES
-from workflows.case_store import CaseCollection, PredictionCollection
-from workflows.db_server import StoreSettings, one_line, open_database
-from workflows.enumeration_settings import EnumerationSettings
+from workflows.cli.run import DEMO_SETTINGS
+from workflows.defects.enumeration_settings import EnumerationSettings
 from workflows.hosts import resolve_host
-from workflows.jobs import DefiNetPredictMaker, enumeration_job
-from workflows.run_cli import DEMO_SETTINGS
-from workflows.store import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
+from workflows.jobs.enumerate import enumeration_job
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.storage.cases import CaseCollection, PredictionCollection
+from workflows.storage.server import StoreSettings, one_line, open_database
+from workflows.storage.stores import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
 
 MB = 2**20
 

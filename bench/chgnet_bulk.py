@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from definet_core.io import read_structure
-from workflows.jobs import component_mae
+from definet_core.metrics import component_mae
 
 
 def val_pairs(data: Path, split: str) -> list[dict[str, str]]:

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from definet_core.dataset import MaterialSet
 from definet_core.io import read_structure
+from definet_core.metrics import component_mae
 from definet_core.predict import Predictor
-from workflows.jobs import component_mae
 
 STARTS = ("unrelaxed", "definet", "chgnet_from_definet", "chgnet_from_unrelaxed")
 """The structures compared with DFT, in the printed order."""

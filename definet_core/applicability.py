@@ -63,18 +63,23 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
+def largest_gap(frac_coords: np.ndarray, cell: np.ndarray, axis: int) -> tuple[float, float, float]:
+    """(width in A, fractional start, fractional width) of the largest atom-free slab along lattice vector ``axis``
+    of ``cell`` (rows are lattice vectors), measured perpendicular to the other two vectors."""
+    volume = abs(np.linalg.det(cell))
+    height = volume / np.linalg.norm(np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3]))
+    coords = np.sort(np.asarray(frac_coords)[:, axis] % 1.0)
+    gaps = np.diff(np.append(coords, coords[0] + 1.0))
+    k = int(np.argmax(gaps))
+    return float(gaps[k] * height), float(coords[k]), float(gaps[k])
+
+
 def dimensionality(graph: Data) -> str:
     """``bulk``, ``2D``, ``1D`` or ``0D``: how many lattice directions have vacuum between the images."""
     atoms = (graph.marker != Marker.VACANCY).numpy()
     cell = graph.cell[0].double().numpy()
-    frac = np.linalg.solve(cell.T, graph.pos.double().numpy()[atoms].T).T % 1.0
-    volume = abs(np.linalg.det(cell))
-    vacuum_directions = 0
-    for axis in range(3):
-        height = volume / np.linalg.norm(np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3]))
-        coords = np.sort(frac[:, axis])
-        gaps = np.diff(np.concatenate([coords, coords[:1] + 1.0]))
-        vacuum_directions += int(gaps.max() * height >= SLAB_VACUUM_A)
+    frac = np.linalg.solve(cell.T, graph.pos.double().numpy()[atoms].T).T
+    vacuum_directions = sum(largest_gap(frac, cell, axis)[0] >= SLAB_VACUUM_A for axis in range(3))
     return DIMENSIONALITY[vacuum_directions]
 
 

@@ -29,6 +29,7 @@ from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays
 from definet_core.io import read_structure
 from definet_core.markers import Marker, defect_nodes, infer_supercell_matrix
+from definet_core.metrics import site_displacements
 
 CACHE_VERSION = "1"
 
@@ -91,9 +92,7 @@ def nearest_image_coords(unrelaxed: Structure, relaxed: Structure, name: str) ->
     """Cartesian relaxed positions mapped to the periodic image nearest the unrelaxed ones."""
     if len(unrelaxed) != len(relaxed) or [s.specie for s in unrelaxed] != [s.specie for s in relaxed]:
         raise DefiNetInputError(f"{name}: relaxed and unrelaxed structures have different sites")
-    delta = relaxed.frac_coords - unrelaxed.frac_coords
-    delta -= np.rint(delta)
-    return unrelaxed.cart_coords + delta @ unrelaxed.lattice.matrix
+    return unrelaxed.cart_coords + site_displacements(unrelaxed, relaxed)
 
 
 def load_pair(material: MaterialSet, atoms_id: str, host: Structure, radius: float, max_neighbors: int) -> Data:

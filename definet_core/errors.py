@@ -1,5 +1,19 @@
-"""Errors raised for bad user input: always one line naming the input and what is wrong."""
+"""definet's errors: each is one line that names the input or the resource and what is wrong with it.
+
+``DefiNetError`` is the base; the command line prints any of them as ``definet: error: <message>`` and exits
+with status 2 (argparse's status for a bad command line), so scripts see one status for "fix and rerun".
+
+- ``DefiNetInputError`` (also a ``ValueError``): bad input: a malformed structure file, a structure that does
+  not match its host, an unknown element, an empty enumeration, a bad option value.
+- ``workflows.storage.server.DefiNetStoreError``: the database cannot be used (unreachable, refused, a data
+  directory held by another server). Not bad input: the command is right and can be run again as it is once
+  the database is back; nothing stored is lost, and completed work is not redone.
+"""
 
 
-class DefiNetInputError(ValueError):
-    """Bad input (file, structure, element, host mismatch); the message names the input."""
+class DefiNetError(Exception):
+    """Any error definet reports in one line (see the module docstring for the kinds)."""
+
+
+class DefiNetInputError(DefiNetError, ValueError):
+    """Bad input (file, structure, element, host mismatch, option); the message names the input."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pymatgen.core import Lattice
+from pymatgen.core import Lattice, Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 from torch_geometric.data import Data
 
@@ -51,3 +51,20 @@ def average_errors(rows: list[dict[str, float]]) -> dict[str, float]:
         values = np.array([row[key] for row in rows], dtype=float)
         summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     return summary
+
+
+def site_displacements(start: Structure, end: Structure) -> np.ndarray:
+    """Cartesian vectors from each site of ``start`` to the nearest periodic image of the same site of ``end``
+    (same sites, same lattice): the one minimum-image displacement of the project."""
+    delta = end.frac_coords - start.frac_coords
+    return (delta - np.rint(delta)) @ start.lattice.matrix
+
+
+def component_mae(a: Structure, b: Structure) -> float:
+    """Mean |dx|,|dy|,|dz| between two structures with the same sites, minimum image."""
+    return float(np.abs(site_displacements(a, b)).mean())
+
+
+def max_site_distance(a: Structure, b: Structure) -> float:
+    """Largest minimum-image distance between corresponding sites (A)."""
+    return float(np.linalg.norm(site_displacements(a, b), axis=1).max())

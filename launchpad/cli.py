@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from definet_core.errors import DefiNetInputError
 from launchpad.deploy import TEMPLATES, connect, submit
-from workflows.run_cli import add_flow_options, enumeration_from_args, prepare_flow, store_args
+from workflows.cli.common import store_args
+from workflows.cli.run import add_flow_options, enumeration_from_args
+from workflows.flows.validation import prepare_flow
 
 if TYPE_CHECKING:
     from jobflow import Flow
@@ -26,7 +27,7 @@ def add_submit_command(subparsers: argparse._SubParsersAction) -> None:
 
 def add_dataset_submit_command(subparsers: argparse._SubParsersAction) -> None:
     """Register ``dataset submit``."""
-    from workflows.dataset_cli import add_build_options
+    from workflows.cli.dataset import add_build_options
 
     parser = subparsers.add_parser("submit", help="add a dataset flow to the FireWorks LaunchPad")
     add_build_options(parser, default_relaxer="vasp")
@@ -36,21 +37,22 @@ def add_dataset_submit_command(subparsers: argparse._SubParsersAction) -> None:
 def _submit(args: argparse.Namespace) -> None:
     uri, database = _lasting_server(args, "definet submit")
     flow, _ = prepare_flow(args.host, enumeration_from_args(args), args.relaxer, args.checkpoint, args.device,
-                           not args.no_unrelaxed_start, args.fmax, args.start, args.companions)
+                           not args.no_comparison, args.fmax, args.start, args.companions)
     _put(flow, uri, database)
 
 
 def _dataset_submit(args: argparse.Namespace) -> None:
-    from workflows.dataset_cli import prepare_dataset_flow
+    from workflows.cli.dataset import dataset_flow
+    from workflows.storage.server import StoreSettings
 
     uri, database = _lasting_server(args, "definet dataset submit")
-    flow, _ = prepare_dataset_flow(args)
+    flow, _ = dataset_flow(args, StoreSettings.from_env(uri=uri, database=database))
     _put(flow, uri, database)
 
 
 def _lasting_server(args: argparse.Namespace, command: str) -> tuple[str, str]:
     """(URI, database) of a server the workers can reach after this command ends; one-line error otherwise."""
-    from workflows.db_server import StoreSettings, check_reachable, server_status
+    from workflows.storage.server import DefiNetStoreError, StoreSettings, check_reachable, server_status
 
     settings = StoreSettings.from_env(**store_args(args))
     if settings.uri:
@@ -58,7 +60,7 @@ def _lasting_server(args: argparse.Namespace, command: str) -> tuple[str, str]:
     else:
         record = server_status(settings.data_dir)
         if record is None or record.mode != "daemon":
-            raise DefiNetInputError(f"{command}: workers need a server that outlives this command; set "
+            raise DefiNetStoreError(f"{command}: workers need a server that outlives this command; set "
                                     "DEFINET_MONGO_URI (or --db-uri) or run `definet db start` first")
         uri = record.uri
     check_reachable(uri, settings.timeout_ms)
@@ -67,7 +69,7 @@ def _lasting_server(args: argparse.Namespace, command: str) -> tuple[str, str]:
 
 def _put(flow: Flow, uri: str, database: str) -> None:
     """Submit ``flow`` to the LaunchPad on ``uri`` and say how to start workers."""
-    from workflows.store import job_store
+    from workflows.storage.stores import job_store
 
     ids = submit(flow, connect(uri, name=database), store=job_store(uri, database))
     print(f"submitted {len(ids)} Fireworks to {database}; the relaxations are added when they run.")

@@ -14,7 +14,7 @@ from fireworks import FWorker, LaunchPad
 from jobflow import Flow, JobStore
 from jobflow.managers.fireworks import flow_to_workflow
 
-from workflows.categories import CPU_CATEGORY, GPU_CATEGORY
+from workflows.flows.routing import CPU_CATEGORY, GPU_CATEGORY
 
 TEMPLATES = Path(__file__).parent / "templates"
 

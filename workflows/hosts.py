@@ -8,7 +8,6 @@ Any other ``mp-`` id goes to the Materials Project (``mp-api``, ``MP_API_KEY``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pymatgen.core import Lattice, Structure
 
 from definet_core.errors import DefiNetInputError
 from definet_core.io import read_structure
+from workflows.settings import settings
 
 
 def _monolayer(a: float, c: float, metal: str, chalcogen: str, z_metal: float, z_chalcogen: tuple[float, float],
@@ -128,14 +128,15 @@ def _from_materials_project(material_id: str) -> Structure:
     """Structure of ``material_id`` from the Materials Project (needs mp-api and MP_API_KEY)."""
     setup = ("set MP_API_KEY (https://next-gen.materialsproject.org/api) and `pip install 'definet[mp]'`, "
              f"or give a structure file; offline ids: {', '.join(k for k in KNOWN_HOSTS if k.startswith('mp-'))}")
-    if not os.environ.get("MP_API_KEY"):
+    api_key = settings().mp_api_key
+    if not api_key:
         raise DefiNetInputError(f"host {material_id}: cannot be resolved offline; {setup}")
     try:
         from mp_api.client import MPRester
     except ImportError as exc:
         raise DefiNetInputError(f"host {material_id}: mp-api is not installed; {setup}") from exc
     try:
-        with MPRester(os.environ["MP_API_KEY"]) as rester:
+        with MPRester(api_key) as rester:
             structure = rester.get_structure_by_material_id(material_id)
     except Exception as exc:
         raise DefiNetInputError(f"host {material_id}: Materials Project lookup failed ({type(exc).__name__}: "

@@ -13,11 +13,11 @@ from collections import Counter
 from fireworks.core.rocket_launcher import launch_rocket, rapidfire
 
 from launchpad.deploy import connect, submit, worker
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.flows import DefectValidationMaker
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.flows.validation import DefectValidationMaker
 from workflows.hosts import resolve_host
-from workflows.jobs import DefiNetPredictMaker
-from workflows.store import ValidationStore, job_store
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.storage.stores import ValidationStore, job_store
 
 SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                dense_vacancies={"S": 1}, n_configs=1)
@@ -45,7 +45,7 @@ def test_killed_worker_is_detected_rerun_and_leaves_every_document_once(mongo_ur
                                                                           monkeypatch):
     monkeypatch.chdir(tmp_path)
     maker = DefectValidationMaker(relaxer="chgnet", enumeration=SETTINGS, start="prediction",
-                                  predict_maker=DefiNetPredictMaker(device="cpu"), unrelaxed_start=False)
+                                  predict_maker=DefiNetPredictMaker(device="cpu"), comparison=False)
     launchpad = connect(mongo_uri, name=database_name)
     submit(maker.make([resolve_host("MoS2-1L")]), launchpad, store=job_store(mongo_uri, database_name))
     for kind in ("cpu", "gpu", "cpu"):  # enumerate; predict; the fan-out that adds the relaxation and the record

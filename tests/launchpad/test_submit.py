@@ -1,7 +1,10 @@
 """definet submit puts the flow on a real LaunchPad (SecantusDB) with the documented routing."""
 
+from atomate2.vasp.jobs.core import RelaxMaker
+from jobflow import Maker
+
 from launchpad.deploy import connect
-from workflows.cli import main
+from workflows.cli.main import main
 
 
 def test_submit_adds_the_flow_with_vasp_and_gpu_routing(mongo_uri, database_name, capsys):
@@ -14,7 +17,10 @@ def test_submit_adds_the_flow_with_vasp_and_gpu_routing(mongo_uri, database_name
         "enumerate defects": "cpu", "definet predict": "gpu", "relax and record": "cpu"}
     fanout = next(fw for fw in fireworks if fw.name == "relax and record")
     job = fanout.tasks[0]["job"]
-    assert job.function_args[2].__class__.__name__ == "RelaxMaker"  # atomate2's VASP maker by default
+    (maker,) = [arg for arg in job.function_args if isinstance(arg, Maker)]
+    assert isinstance(maker, RelaxMaker)  # atomate2's VASP relaxation by default, with the defect settings
+    incar = maker.input_set_generator.user_incar_settings
+    assert incar["ISIF"] == 2 and incar["EDIFFG"] == -0.02 and incar["ISPIN"] == 2
 
 
 def test_submit_without_a_lasting_server_is_a_one_line_error(tmp_path, capsys, monkeypatch):

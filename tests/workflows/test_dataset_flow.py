@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
+from atomate2.vasp.jobs.core import RelaxMaker
 from fireworks.core.rocket_launcher import rapidfire
-from jobflow import run_locally
+from jobflow import Maker, run_locally
 from pymatgen.core import Lattice, Structure
 
 from definet_core.dataset import load_dataset
 from launchpad.deploy import connect, submit, worker
-from workflows.cli import main
-from workflows.flows import DatasetBuildMaker
-from workflows.jobs import DefiNetPredictMaker
-from workflows.recipes import parse_recipe
-from workflows.store import DatasetStore, job_store
+from workflows.cli.main import main
+from workflows.defects.recipes import parse_recipe
+from workflows.flows.dataset import DatasetBuildMaker
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.storage.stores import DatasetStore, job_store
 
 RECIPE = {"name": "cu-demo", "host": "Cu.cif", "supercell": [2, 2, 2], "vacancies": ["Cu"],
           "substitutions": {"Cu": ["Ni"]}, "defects_per_structure": [1, 2], "structures": 3, "seed": 0,
@@ -40,12 +41,15 @@ def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, 
     with DatasetStore(mongo_uri, database_name) as store:
         first = {d["structure_id"]: d for d in store.query()}
     assert len(first) == 2
-    for doc in first.values():
-        assert doc["recipe"] == "cu-demo" and doc["status"] == "complete" and doc["start"] == "prediction"
-        assert doc["checkpoint"] and doc["relaxer"] == "emt" and doc["relaxer_settings"]["force_field"] == "EMT"
+    for doc in first.values():  # bulk Cu is outside the 2D model's domain: --start auto relaxes the unrelaxed cell
+        assert doc["recipe"] == "cu-demo" and doc["status"] == "complete" and doc["start"] == "unrelaxed"
+        assert doc["start_policy"] == "auto" and doc["in_domain"] is False
+        assert any("bulk host" in reason for reason in doc["domain_reasons"])
+        assert doc["checkpoint"] is None and doc["start_structure"] is None
+        assert doc["relaxer"] == "emt" and doc["relaxer_settings"]["force_field"] == "EMT"
         assert doc["ionic_steps"] >= 1 and doc["converged"] is True and doc["energy"] is not None
         assert len(doc["forces"]) == doc["num_atoms"] and doc["max_force"] < 0.05
-        assert doc["relaxed_structure"] and doc["unrelaxed_structure"] and doc["start_structure"]
+        assert doc["relaxed_structure"] and doc["unrelaxed_structure"]
         assert doc["recipe_hash"] and doc["definet_version"] and doc["created_at"]
 
     assert build(recipe, mongo_uri, database_name) == 0  # the recipe's 3: only the third is relaxed
@@ -62,10 +66,10 @@ def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, 
     assert main(["dataset", "status", "--db-uri", mongo_uri, "--database", database_name,
                  "--json", str(tmp_path / "status.json")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("cu-demo"))
-    assert line.split()[:7] == ["cu-demo", "emt", "prediction", "3", "3", "3", "0"]
+    assert line.split()[:7] == ["cu-demo", "emt", "unrelaxed", "3", "3", "3", "0"]
 
-    out = tmp_path / "export"
-    assert main(["dataset", "export", "--recipe", recipe, "-o", str(out), "--db-uri", mongo_uri,
+    out = tmp_path / "export"  # by the name it was built under, as status takes it
+    assert main(["dataset", "export", "--recipe", "cu-demo", "-o", str(out), "--db-uri", mongo_uri,
                  "--database", database_name]) == 0
     assert "exported 3 structures" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "cu-demo").iterdir()) == ["CIF", "Cu.cif", "test.csv", "train.csv", "val.csv"]
@@ -76,17 +80,33 @@ def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, 
     assert graph.atoms_id.startswith("cu-demo-") and graph.y.shape == graph.pos.shape
 
 
+def test_the_default_start_on_an_unknown_host_costs_no_more_steps_than_the_unrelaxed_cell(
+        tmp_path, mongo_uri, database_name):
+    """--start auto relaxes an out-of-domain host from the unrelaxed cell; forcing the prediction costs more."""
+    recipe = write_recipe(tmp_path, supercell=[3, 3, 3])
+    assert build(recipe, mongo_uri, database_name, "--start", "prediction") == 0
+    assert build(recipe, mongo_uri, database_name) == 0  # auto: the unrelaxed cells, each structure once more
+    assert build(recipe, mongo_uri, database_name, "--start", "unrelaxed") == 0  # the same relaxations: none new
+    with DatasetStore(mongo_uri, database_name) as store:
+        docs = store.query()
+    assert len(docs) == 6
+    steps = {start: [d["ionic_steps"] for d in docs if d["start"] == start] for start in ("prediction", "unrelaxed")}
+    assert len(steps["prediction"]) == len(steps["unrelaxed"]) == 3
+    assert np.mean(steps["unrelaxed"]) < np.mean(steps["prediction"])
+    assert {d["start_policy"] for d in docs if d["start"] == "unrelaxed"} == {"auto"}
+
+
 def test_select_relaxes_the_structures_the_ensemble_disagrees_on_most(tmp_path, mongo_uri, database_name, capsys,
                                                                     tiny_checkpoint):
     """``--select N`` relaxes the N of the pool with the largest spread; a larger N adds the next ones only."""
     from definet_core.predict import Predictor
-    from workflows.dataset_cli import recipe_host
-    from workflows.recipes import iter_generate, load_recipe
+    from workflows.defects.recipes import iter_generate, load_recipe
+    from workflows.flows.dataset import recipe_host
 
     recipe = write_recipe(tmp_path, supercell=[3, 3, 3], defects_per_structure=[2, 3], structures=6)
     assert build(recipe, mongo_uri, database_name, "--select", "2") == 2  # no ensemble, no spread
     assert "--select 2: choosing by spread needs an ensemble" in capsys.readouterr().err
-    companion = ("--companion", str(tiny_checkpoint))
+    companion = ("--companion", str(tiny_checkpoint), "--start", "prediction")  # the selection is what is tested
     assert build(recipe, mongo_uri, database_name, *companion, "--select", "7") == 2
     assert "must be between 1 and the 6 generated structures" in capsys.readouterr().err
 
@@ -125,9 +145,9 @@ def test_failed_relaxation_is_stored_retried_and_left_out_of_the_export(tmp_path
     with DatasetStore(mongo_uri, database_name) as store:
         (doc,) = store.query()
     assert doc["status"] == "failed" and doc["relaxed_structure"] is None
-    assert doc["errors"] == ["relaxation from the prediction failed: its job gave no output (the job log or the "
+    assert doc["errors"] == ["relaxation from the unrelaxed cell failed: its job gave no output (the job log or the "
                              "FireWorks launch holds the traceback)"]
-    from workflows.dataset_cli import export_dataset
+    from workflows.reports.dataset import export_dataset
 
     counts = export_dataset(recipe.model_copy(update={"host": write_recipe(tmp_path) and str(tmp_path / "Cu.cif")}),
                             [doc], tmp_path / "out")
@@ -159,7 +179,10 @@ def test_dataset_submit_defaults_to_vasp(tmp_path, mongo_uri, database_name, cap
     launchpad = connect(mongo_uri, name=database_name)
     fanout = next(launchpad.get_fw_by_id(i) for i in launchpad.get_fw_ids() if
                   launchpad.get_fw_by_id(i).name == "relax and record dataset")
-    assert fanout.tasks[0]["job"].function_args[3].__class__.__name__ == "RelaxMaker"
+    (maker,) = [arg for arg in fanout.tasks[0]["job"].function_args if isinstance(arg, Maker)]
+    assert isinstance(maker, RelaxMaker)  # atomate2's VASP relaxation, with the defect settings
+    incar = maker.input_set_generator.user_incar_settings
+    assert incar["ISIF"] == 2 and incar["IBRION"] == 2 and incar["GGA"] == "PE"
 
 
 def test_an_interrupted_build_started_again_stores_every_structure_once(tmp_path, mongo_uri, database_name):

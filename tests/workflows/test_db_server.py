@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from workflows.db_cli import add_db_commands
-from workflows.db_server import (
+from workflows.cli.db import add_db_commands
+from workflows.storage.server import (
     RECORD_NAME,
     DefiNetStoreError,
     StoreSettings,
@@ -22,11 +22,12 @@ from workflows.db_server import (
     server_status,
     stop_server,
 )
-from workflows.store import ValidationStore
+from workflows.storage.stores import ValidationStore
 
 
 def _doc(case: str, steps: int) -> dict:
-    return {"case_id": case, "host_id": "MoS2-1L", "relaxer": "chgnet", "checkpoint": "shipped", "ionic_steps": steps}
+    return {"case_id": case, "host_id": "MoS2-1L", "relaxer": "chgnet", "checkpoint": "shipped", "start_policy": "auto",
+            "comparison": True, "ionic_steps": steps}
 
 
 def _refused(port: int) -> bool:

@@ -13,7 +13,7 @@ from pymatgen.core.structure_matcher import StructureMatcher
 
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker, defect_nodes
-from workflows.enumeration import (
+from workflows.defects.enumeration import (
     DefectCase,
     DefectSpec,
     case_id,

@@ -10,13 +10,14 @@ from jobflow.managers.fireworks import flow_to_workflow
 from pymatgen.core import Lattice, Structure
 
 from launchpad.deploy import connect, submit, worker
-from workflows.case_store import read_case_ids, read_predictions
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.flows import DefectValidationMaker
+from workflows.cli.run import run_validation
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.flows.validation import DefectValidationMaker
 from workflows.hosts import resolve_host
-from workflows.jobs import DefiNetPredictMaker, enumeration_job
-from workflows.run_cli import run_validation
-from workflows.store import ValidationStore, job_store
+from workflows.jobs.enumerate import enumeration_job
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.storage.cases import read_case_ids, read_predictions
+from workflows.storage.stores import ValidationStore, job_store
 
 CU_SETTINGS = EnumerationSettings(mode="single", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 3]],
                                   substitutions={"Cu": ["Ni"]})
@@ -54,7 +55,7 @@ def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, m
 
 
 def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(copper_file, mongo_uri, database_name):
-    from workflows.results import summarize
+    from workflows.reports.validation import summarize
 
     docs = run_validation([copper_file], CU_SETTINGS, "emt", {"uri": mongo_uri, "database": database_name},
                           device="cpu")
@@ -71,7 +72,7 @@ def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name, tiny_checkpo
     settings = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                    dense_vacancies={"S": 1}, n_configs=1)
     docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
-                          device="cpu", unrelaxed_start=False, companions=[str(tiny_checkpoint)])
+                          device="cpu", comparison=False, companions=[str(tiny_checkpoint)])
     assert len(docs) == 1 and docs[0]["prediction_spread"] > 0
     assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction" and docs[0]["domain_reasons"] == []
     assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
@@ -104,7 +105,7 @@ def test_only_the_prediction_firework_is_gpu_even_for_jobs_created_at_run_time(
     from workflows.hosts import resolve_host
 
     maker = DefectValidationMaker(relaxer="emt", enumeration=CU_SETTINGS,
-                                  predict_maker=DefiNetPredictMaker(device="cpu"), unrelaxed_start=False)
+                                  predict_maker=DefiNetPredictMaker(device="cpu"), comparison=False)
     flow = maker.make([resolve_host(copper_file)])
     static = flow_to_workflow(flow)
     categories = {fw.name: fw.spec.get("_category") for fw in static.fws}
@@ -134,10 +135,11 @@ def test_enumeration_error_stops_before_any_job(mongo_uri, database_name):
 
 
 def test_validation_document_detects_different_minima():
-    from workflows.documents import PredictedCase, RelaxationSummary
-    from workflows.enumeration import single_defects
+    from workflows.defects.enumeration import single_defects
     from workflows.hosts import resolve_host
-    from workflows.jobs import validation_document
+    from workflows.schemas.prediction import PredictedCase, PredictionJobOutput
+    from workflows.schemas.relaxation import RelaxationSummary
+    from workflows.schemas.validation import ValidationDocument
 
     host_id, host = resolve_host("mp-149")
     case = single_defects(host_id, host, np.diag([2, 2, 2]))[0]
@@ -146,7 +148,12 @@ def test_validation_document_detects_different_minima():
     predicted = PredictedCase(case_id=case.case_id, structure=case.structure, mean_displacement=0.0, in_domain=True)
     a = RelaxationSummary(ionic_steps=3, energy=-10.0, structure=case.structure)
     b = RelaxationSummary(ionic_steps=30, energy=-10.0, structure=moved)
-    doc = validation_document(case, predicted, 0.1, "ckpt", "emt", {}, a, b)
+    job = PredictionJobOutput(checkpoint="ckpt", device="cpu", seconds=0.2, prediction_id="p", count=2, in_domain=2)
+    doc = ValidationDocument.from_relaxations(case, predicted, job, "emt", {}, "auto", True, a, b, [])
     assert doc.same_minimum is False and doc.max_final_displacement == pytest.approx(0.3)
-    same = validation_document(case, predicted, 0.1, "ckpt", "emt", {}, a, a)
-    assert same.same_minimum is True and same.energy_difference == 0.0
+    assert doc.start == "prediction" and doc.prediction_seconds_per_case == pytest.approx(0.1)
+    assert doc.steps_from_prediction == 3 and doc.steps_from_unrelaxed == 30 and doc.mae_reference == "unrelaxed"
+    same = ValidationDocument.from_relaxations(case, predicted, job, "auto", {}, "unrelaxed", False, a, a, [])
+    assert same.same_minimum is True and same.energy_difference == 0.0 and same.start == "unrelaxed"
+    failed = ValidationDocument.from_relaxations(case, predicted, job, "emt", {}, "auto", True, a, None, ["boom"])
+    assert failed.status == "failed" and failed.mae_reference == "prediction" and failed.steps_from_unrelaxed is None

@@ -1,7 +1,7 @@
 import pytest
 
 from definet_core.errors import DefiNetInputError
-from workflows.enumeration import is_two_dimensional
+from workflows.defects.enumeration import is_two_dimensional
 from workflows.hosts import KNOWN_HOSTS, resolve_host
 
 

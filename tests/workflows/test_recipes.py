@@ -11,9 +11,9 @@ from pymatgen.core import Lattice, Structure
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker, defect_nodes
 from tests.conftest import shared_data_or_skip
-from workflows.enumeration import _canonical, _site_permutations
+from workflows.defects.enumeration import _canonical, _site_permutations
+from workflows.defects.recipes import BUILTIN_RECIPES, generate, load_recipe, parse_recipe, split_of
 from workflows.hosts import resolve_host
-from workflows.recipes import BUILTIN_RECIPES, generate, load_recipe, parse_recipe, split_of
 
 CU = {"name": "cu-demo", "host": "Cu.cif", "supercell": [2, 2, 2], "vacancies": ["Cu"],
       "substitutions": {"Cu": ["Ni"]}, "defects_per_structure": [1, 2], "structures": 4, "seed": 0}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workflows.relaxers import relax_maker, relaxer_settings
-from workflows.store import ValidationStore
+from workflows.relaxers.makers import relax_maker, relaxer_settings
+from workflows.storage.stores import ValidationStore
 
 
 def _assert_plain(value: Any, path: str = "settings") -> None:
@@ -89,7 +89,8 @@ def test_settings_are_stored_unchanged(name: str, mongo_uri: str, database_name:
     """What a validation document stores is what ``relaxer_settings`` says, through JSON and the database."""
     settings = relaxer_settings(name, relax_maker(name))
     assert json.loads(json.dumps(settings)) == settings
-    doc = {"case_id": "c", "relaxer": name, "checkpoint": "shipped", "host_id": "h", "relaxer_settings": settings}
+    doc = {"case_id": "c", "relaxer": name, "checkpoint": "shipped", "start_policy": "auto", "comparison": True,
+           "host_id": "h", "relaxer_settings": settings}
     with ValidationStore(mongo_uri, database_name) as store:
         store.upsert([doc])
         stored = store.query()[0]["relaxer_settings"]

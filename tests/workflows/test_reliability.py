@@ -7,12 +7,13 @@ from jobflow import run_locally
 from pymatgen.core import Lattice, Structure
 from pymongo import MongoClient
 
-from workflows.case_store import CaseCollection, PredictionCollection
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.flows import DefectValidationMaker
-from workflows.jobs import DefiNetPredictMaker
-from workflows.results import summarize
-from workflows.store import ValidationStore, job_store
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.flows.validation import DefectValidationMaker
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.reports.validation import summarize
+from workflows.schemas.relaxation import RelaxationSummary
+from workflows.storage.cases import CaseCollection, PredictionCollection
+from workflows.storage.stores import ValidationStore, job_store
 
 # EMT (ASE) has no parameters for Zn: that relaxation raises inside the real atomate2 job.
 SETTINGS = EnumerationSettings(mode="single", supercell_matrix=[[2, 0, 0], [0, 2, 0], [0, 0, 2]],
@@ -74,7 +75,7 @@ def test_a_rerun_under_another_start_policy_keeps_both_and_the_same_command_rela
     relaxed = relaxation_jobs(mongo_uri, database_name)
 
     run_flow(mongo_uri, database_name, tmp_path, NICKEL, start="unrelaxed")
-    run_flow(mongo_uri, database_name, tmp_path, NICKEL, start="prediction", unrelaxed_start=False)
+    run_flow(mongo_uri, database_name, tmp_path, NICKEL, start="prediction", comparison=False)
     with ValidationStore(mongo_uri, database_name) as store:
         docs = store.query()
     assert len(docs) == 6  # two cases under three runs, none replaced
@@ -108,10 +109,8 @@ def test_a_collection_made_under_the_old_key_accepts_a_second_policy(mongo_uri, 
 def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_completes(tmp_path, monkeypatch):
     from secantus import SecantusDBServer
 
-    import workflows.jobs
-    from definet_core.errors import DefiNetInputError
-    from workflows.db_server import stop_in_process_server
-    from workflows.run_cli import run_validation
+    from workflows.cli.run import run_validation
+    from workflows.storage.server import DefiNetStoreError, stop_in_process_server
 
     storage = tmp_path / "db"
     storage.mkdir()
@@ -119,7 +118,7 @@ def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_com
     server.start()
     host = tmp_path / "Cu.cif"
     Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]]).to(filename=str(host))
-    real_summary = workflows.jobs.summarize_relaxation
+    real_summary = RelaxationSummary.from_task_doc
 
     stopped = []
 
@@ -128,14 +127,14 @@ def test_a_database_that_goes_down_mid_run_is_a_one_line_error_and_the_rerun_com
             stopped.append(stop_in_process_server(server))
         return real_summary(task_doc)
 
-    monkeypatch.setattr(workflows.jobs, "summarize_relaxation", server_dies)
+    monkeypatch.setattr(RelaxationSummary, "from_task_doc", server_dies)
     options = {"uri": server.uri, "database": "definet"}
-    with pytest.raises(DefiNetInputError) as info:
+    with pytest.raises(DefiNetStoreError) as info:
         run_validation([str(host)], NICKEL, "emt", options, device="cpu")
     message = str(info.value)
     assert "went away during the run" in message and "\n" not in message
 
-    monkeypatch.setattr(workflows.jobs, "summarize_relaxation", real_summary)
+    monkeypatch.setattr(RelaxationSummary, "from_task_doc", real_summary)
     again = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(storage))
     again.start()
     try:
@@ -150,8 +149,8 @@ def test_a_force_field_that_returns_nan_makes_a_failed_document(tmp_path):
     """A real EMT task document whose final energy is NaN is recorded as a failure, not as a result."""
     from jobflow import run_locally as run
 
-    from workflows.jobs import relaxation_summaries
-    from workflows.relaxers import relax_maker
+    from workflows.jobs.fan_out import relaxation_summaries
+    from workflows.relaxers.makers import relax_maker
 
     cell = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
     cell.remove_sites([0])

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from workflows.cli import main
-from workflows.results import summarize
-from workflows.store import ValidationStore
+from workflows.cli.main import main
+from workflows.reports.validation import summarize
+from workflows.storage.stores import ValidationStore
 
 
 def doc(case, host, relaxer, from_prediction, from_unrelaxed, same=True, mae=0.01):

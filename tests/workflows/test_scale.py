@@ -13,7 +13,11 @@ from pymongo import MongoClient
 
 from definet_core.predict import EDGE_KEYS, Predictor
 from tests.conftest import random_defect_cell
-from workflows.case_store import (
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.jobs.enumerate import enumerate_defects, enumeration_job, with_store
+from workflows.jobs.predict import DefiNetPredictMaker
+from workflows.schemas.prediction import PredictionJobOutput
+from workflows.storage.cases import (
     CaseCollection,
     PredictionCollection,
     read_cases,
@@ -21,11 +25,8 @@ from workflows.case_store import (
     write_cases,
     write_predictions,
 )
-from workflows.db_server import DefiNetStoreError
-from workflows.documents import PredictionOutput
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.jobs import DefiNetPredictMaker, enumerate_defects, enumeration_job, with_store
-from workflows.store import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
+from workflows.storage.server import DefiNetStoreError
+from workflows.storage.stores import BLOBS_COLLECTION, JOBS_COLLECTION, job_store
 
 SMALL_DENSE = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                   dense_vacancies={"S": 1}, dense_substitutions={"S": {"Se": 1}}, n_configs=3)
@@ -58,9 +59,9 @@ def test_streamed_batches_equal_one_by_one_predictions(predictor: Predictor) -> 
 
 
 @job
-def stored_predictions(prediction: PredictionOutput) -> dict[str, bool]:
+def stored_predictions(prediction: PredictionJobOutput) -> dict[str, bool]:
     """A downstream job: each predicted case's id, and whether its structure came back from the store."""
-    from workflows.store import mongo_location
+    from workflows.storage.stores import mongo_location
 
     location = mongo_location(CURRENT_JOB.store)
     with PredictionCollection(*location) as collection:
@@ -72,8 +73,8 @@ def stored_predictions(prediction: PredictionOutput) -> dict[str, bool]:
 def test_cases_and_predictions_stream_through_collections(mongo_uri: str, database_name: str, tmp_path,
                                                           monkeypatch) -> None:
     """Cases and predictions go to their collections in chunks (3 cases, chunks of 2); job outputs stay small."""
-    from workflows import case_store
     from workflows.hosts import resolve_host
+    from workflows.storage import cases as case_store
 
     monkeypatch.setattr(case_store, "CHUNK_SIZE", 2)
     cases = enumeration_job([resolve_host("MoS2-1L")], SMALL_DENSE)
@@ -124,9 +125,9 @@ def test_prune_deletes_only_what_old_completed_jobs_left(mongo_uri: str, databas
     """``definet db prune``: sets and predictions of jobs completed long ago go; recent or unfinished ones stay."""
     from datetime import datetime, timedelta
 
-    from workflows.cli import main
-    from workflows.documents import PredictedCase
+    from workflows.cli.main import main
     from workflows.hosts import resolve_host
+    from workflows.schemas.prediction import PredictedCase
 
     cases = SMALL_DENSE.enumerate(*resolve_host("MoS2-1L"))
     location = (mongo_uri, database_name)

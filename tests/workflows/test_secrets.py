@@ -10,10 +10,10 @@ from jobflow.managers.fireworks import flow_to_workflow
 from monty.json import MontyDecoder
 from pymatgen.core import Lattice, Structure
 
-from workflows.cli import main
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.flows import DefectValidationMaker
-from workflows.store import job_store
+from workflows.cli.main import main
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.flows.validation import DefectValidationMaker
+from workflows.storage.stores import job_store
 
 PASSWORD = "s3cret-Pa55"
 

@@ -6,8 +6,8 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError
 
-from workflows.db_server import DefiNetStoreError
-from workflows.store import ValidationStore, job_store
+from workflows.storage.server import DefiNetStoreError
+from workflows.storage.stores import ValidationStore, job_store
 
 
 def _doc(case: str, host: str, relaxer: str, steps: int, checkpoint: str = "shipped") -> dict:

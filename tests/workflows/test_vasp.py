@@ -25,7 +25,8 @@ from pymatgen.io.vasp import Incar, Kpoints, Oszicar, Outcar, Poscar, Vasprun
 
 from tests.workflows.vasp_outputs import IonicStep, fake_relaxation, write_reference_dir, write_vasp_outputs
 from workflows.hosts import mos2_monolayer
-from workflows.relaxers import converged, final_energy, final_structure, ionic_steps, relax_maker, relaxer_settings
+from workflows.relaxers.makers import relax_maker, relaxer_settings
+from workflows.relaxers.outputs import converged, final_energy, final_structure, ionic_steps
 
 N_IONIC = 7
 JOB_NAME = "defect relax (vasp)"

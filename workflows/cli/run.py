@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from definet_core.errors import DefiNetInputError
-from workflows.enumeration_settings import EnumerationSettings
-from workflows.jobs import START_CHOICES
-from workflows.relaxers import RELAXERS
-
-if TYPE_CHECKING:
-    from jobflow import Flow
-
-    from workflows.db_server import StoreSettings
+from workflows.cli.common import add_store_options, report, run_flow_locally, store_args
+from workflows.defects.enumeration_settings import EnumerationSettings
+from workflows.relaxers.makers import RELAXERS
+from workflows.starts import START_CHOICES
 
 DEMO_HOST = "MoS2-1L"
 DEMO_SETTINGS = EnumerationSettings(mode="dense", supercell_matrix=[[8, 0, 0], [0, 8, 0], [0, 0, 1]],
                                     dense_vacancies={"S": 4, "Mo": 1},
                                     dense_substitutions={"Mo": {"W": 3}, "S": {"Se": 2}}, n_configs=4, seed=0)
 """Like the DefiNet high-density MoS2 data: 8x8 supercells with several defects each."""
-
-
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """Database options: --db-uri, --database, --data-dir."""
-    parser.add_argument("--db-uri", default=None, help="MongoDB URI (default: $DEFINET_MONGO_URI, else embedded)")
-    parser.add_argument("--database", default=None, help="database name (default: $DEFINET_DB or 'definet')")
-    parser.add_argument("--data-dir", default=None, help="embedded server data directory (default ~/.definet/db)")
 
 
 def _pairs(values: list[str], name: str) -> dict[str, str]:
@@ -71,7 +56,9 @@ def add_flow_options(run: argparse.ArgumentParser, default_relaxer: str) -> None
                      help="dense: substitutions, e.g. Mo:W=2")
     run.add_argument("--relaxer", choices=RELAXERS, default=default_relaxer)
     run.add_argument("--fmax", type=float, default=None, help="force convergence (eV/A)")
-    run.add_argument("--no-unrelaxed-start", action="store_true", help="skip the comparison relaxations")
+    run.add_argument("--no-comparison", "--no-unrelaxed-start", dest="no_comparison", action="store_true",
+                     help="skip the comparison relaxations from the unrelaxed cell of the cases that start from the "
+                          "prediction (--no-unrelaxed-start: its old name)")
     run.add_argument("--start", choices=START_CHOICES, default="auto",
                      help="auto: relax from the prediction only where the model vouches for it (else from the "
                           "unrelaxed cell, once); prediction: always; unrelaxed: never use the prediction")
@@ -128,100 +115,34 @@ def enumeration_from_args(args: argparse.Namespace) -> EnumerationSettings:
         dense_substitutions=dense_subs, n_configs=args.n_configs, seed=args.seed)
 
 
-def prepare_flow(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str,
-                 checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
-                 fmax: float | None = None, start: str = "auto",
-                 companions: Sequence[str] = ()) -> tuple[Flow, list[str]]:
-    """The validation flow and its host ids, after checking hosts, enumeration and relaxer up front."""
-    from workflows.enumeration import survey
-    from workflows.flows import DefectValidationMaker
-    from workflows.hosts import resolve_host
-    from workflows.jobs import DefiNetPredictMaker
-    from workflows.relaxers import check_elements, relax_maker
-
-    hosts = [resolve_host(spec) for spec in host_specs]
-    count, elements = survey(case for host_id, host in hosts for case in enumeration.iter_cases(host_id, host))
-    check_elements(relaxer, elements)
-    print(f"{count} defect cases on {len(hosts)} host(s); relaxer {relaxer}; "
-          f"up to {count * (2 if unrelaxed_start else 1)} relaxations (start: {start})")
-    maker = DefectValidationMaker(relaxer=relaxer, relax_maker=relax_maker(relaxer, fmax=fmax),
-                                  predict_maker=DefiNetPredictMaker(checkpoint=checkpoint, device=device,
-                                                                    companions=list(companions)),
-                                  enumeration=enumeration, unrelaxed_start=unrelaxed_start, start=start)
-    return maker.make(hosts), [host_id for host_id, _ in hosts]
-
-
-@contextmanager
-def run_flow_locally(flow: Flow, settings: StoreSettings) -> Iterator[str]:
-    """Run ``flow`` with jobflow on the database of ``settings``, then yield its URI (the server still up).
-
-    Each job runs in its own temporary folder; everything worth keeping goes to the database. Jobs that
-    cannot write their outputs fail quietly in ``run_locally``, so a server that went away during the run
-    is reported afterwards in one line.
-    """
-    from jobflow import run_locally
-
-    from workflows.db_server import DefiNetStoreError, check_reachable, open_database
-    from workflows.store import job_store
-
-    logging.getLogger("jobflow").setLevel(logging.INFO)
-    with open_database(settings) as uri, tempfile.TemporaryDirectory(prefix="definet-jobs-") as work_dir:
-        run_locally(flow, store=job_store(uri, settings.database), ensure_success=False, log=True,
-                    root_dir=work_dir, create_folders=True)
-        try:
-            check_reachable(uri, settings.timeout_ms)
-        except DefiNetStoreError as exc:
-            raise DefiNetStoreError(f"{exc}; the database went away during the run: bring it back and run the "
-                                    "same command again (completed work is kept and not redone)") from None
-        yield uri
-
-
 def run_validation(host_specs: list[str], enumeration: EnumerationSettings, relaxer: str, store_options: dict[str, Any],
-                   checkpoint: str | None = None, device: str = "auto", unrelaxed_start: bool = True,
+                   checkpoint: str | None = None, device: str = "auto", comparison: bool = True,
                    fmax: float | None = None, start: str = "auto", companions: Sequence[str] = ()
                    ) -> list[dict[str, Any]]:
     """Run the validation flow locally against the configured (or embedded) database; return its documents."""
-    from workflows.db_server import StoreSettings
-    from workflows.store import ValidationStore
+    from workflows.flows.validation import prepare_flow
+    from workflows.storage.server import StoreSettings
+    from workflows.storage.stores import ValidationStore
 
-    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, unrelaxed_start, fmax, start,
+    flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, comparison, fmax, start,
                                   companions)
     settings = StoreSettings.from_env(**store_options)
     with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
-        docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=unrelaxed_start)
+        docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=comparison)
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs
 
 
-def report(docs: list[dict[str, Any]], json_out: str | None, plot: str | None) -> None:
-    """Print the results table and write the JSON and plot when asked."""
-    from workflows.results import format_table, steps_plot, summarize
-
-    rows = summarize(docs)
-    print(format_table(rows))
-    if json_out:
-        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps({"rows": rows}, indent=2))
-    if plot:
-        steps_plot(docs, plot)
-        print(f"step histogram: {plot}")
-
-
-def store_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The database options of a parsed command, as ``StoreSettings.from_env`` keywords."""
-    return {"uri": args.db_uri, "database": args.database, "data_dir": args.data_dir}
-
-
 def _run(args: argparse.Namespace) -> None:
     docs = run_validation(args.host, enumeration_from_args(args), args.relaxer, store_args(args), args.checkpoint,
-                          args.device, not args.no_unrelaxed_start, args.fmax, args.start, args.companions)
+                          args.device, not args.no_comparison, args.fmax, args.start, args.companions)
     report(docs, args.json_out, args.plot)
 
 
 def _results(args: argparse.Namespace) -> None:
-    from workflows.db_server import StoreSettings, open_database
-    from workflows.store import ValidationStore
+    from workflows.storage.server import StoreSettings, open_database
+    from workflows.storage.stores import ValidationStore
 
     settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:

@@ -8,9 +8,9 @@ import warnings
 from importlib.metadata import entry_points
 
 from definet_core.cli import add_core_commands, run_handler
-from workflows.dataset_cli import add_dataset_commands
-from workflows.db_cli import add_db_commands
-from workflows.run_cli import add_run_commands
+from workflows.cli.dataset import add_dataset_commands
+from workflows.cli.db import add_db_commands
+from workflows.cli.run import add_run_commands
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from definet_core.errors import DefiNetInputError
-from workflows.db_server import (
+from workflows.storage.server import (
     RECORD_NAME,
     DefiNetStoreError,
     StoreSettings,
@@ -21,7 +21,7 @@ from workflows.db_server import (
 
 def add_db_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``db start|stop|status|prune`` on the ``definet`` parser."""
-    from workflows.run_cli import add_store_options
+    from workflows.cli.common import add_store_options
 
     db = subparsers.add_parser("db", help="manage the embedded SecantusDB server (used with DEFINET_MONGO_URI unset)")
     commands = db.add_subparsers(dest="db_command", required=True)
@@ -81,8 +81,8 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _prune(args: argparse.Namespace) -> None:
-    from workflows.case_store import prune_stale
-    from workflows.run_cli import store_args
+    from workflows.cli.common import store_args
+    from workflows.storage.cases import prune_stale
 
     if args.older_than < 0:
         raise DefiNetInputError(f"--older-than {args.older_than:g}: must be 0 or more days")

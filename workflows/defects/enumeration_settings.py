@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 
-from workflows.enumeration import DefectCase, choose_supercell, iter_dense_defects, single_defects
+from workflows.defects.enumeration import DefectCase, choose_supercell, iter_dense_defects, single_defects
 
 
 class EnumerationSettings(BaseModel):

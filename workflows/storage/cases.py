@@ -28,10 +28,10 @@ from pydantic import BaseModel, Field
 from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.core.periodic_table import get_el_sp
 
-from workflows.db_server import DefiNetStoreError
-from workflows.documents import PredictedCase
-from workflows.enumeration import DefectCase
-from workflows.store import JOBS_COLLECTION, KeyedStore, mongo_location
+from workflows.defects.enumeration import DefectCase
+from workflows.schemas.prediction import PredictedCase
+from workflows.storage.server import DefiNetStoreError
+from workflows.storage.stores import JOBS_COLLECTION, KeyedStore, mongo_location
 
 CHUNK_SIZE = 256
 """Cases written, read and predicted together: bounds a job's memory whatever the number of cases."""
@@ -154,12 +154,22 @@ def discard(location: tuple[str, str], case_set: CaseSet, prediction_id: str) ->
         return cases.remove({"set_id": case_set.set_id}), predictions.remove({"prediction_id": prediction_id})
 
 
-def read_spreads(location: tuple[str, str], prediction_id: str) -> dict[str, float | None]:
-    """Each case's ensemble spread from the prediction job ``prediction_id`` (None without companions), by case id,
-    read without the structures."""
+def read_prediction_field(location: tuple[str, str], prediction_id: str, field: str) -> dict[str, Any]:
+    """One field of every prediction of the job ``prediction_id`` (None where absent), by case id, read without
+    the structures."""
     with PredictionCollection(*location) as collection:
-        return {doc["case_id"]: doc.get("spread")
-                for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", "spread"])}
+        return {doc["case_id"]: doc.get(field)
+                for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", field])}
+
+
+def read_spreads(location: tuple[str, str], prediction_id: str) -> dict[str, float | None]:
+    """Each case's ensemble spread from the prediction job ``prediction_id`` (None without companions)."""
+    return read_prediction_field(location, prediction_id, "spread")
+
+
+def read_verdicts(location: tuple[str, str], prediction_id: str) -> dict[str, bool]:
+    """Each case's verdict (in domain or not) from the prediction job ``prediction_id``."""
+    return read_prediction_field(location, prediction_id, "in_domain")
 
 
 def prune_stale(location: tuple[str, str], older_than_days: float) -> dict[str, int]:

@@ -36,21 +36,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from definet_core.errors import DefiNetInputError
+from definet_core.errors import DefiNetError
+from workflows.settings import settings
 
 if TYPE_CHECKING:
     from secantus import SecantusDBServer
 
-DEFAULT_DATABASE = "definet"
-DEFAULT_DATA_DIR = Path("~/.definet/db")
 RECORD_NAME = "server.json"
 LOCK_NAME = "server.lock"
 STORAGE_NAME = "wiredtiger"
 LOG_NAME = "server.log"
 
 
-class DefiNetStoreError(DefiNetInputError):
-    """The database cannot be used (unreachable, refused, busy data directory); one line naming the URI or path."""
+class DefiNetStoreError(DefiNetError):
+    """The database cannot be used (unreachable, refused, busy data directory): not bad input, but an environment
+    to fix; one line naming the URI or path."""
 
 
 @dataclass
@@ -68,11 +68,11 @@ class StoreSettings:
     @classmethod
     def from_env(cls, uri: str | None = None, database: str | None = None,
                  data_dir: str | Path | None = None) -> StoreSettings:
-        """Settings from arguments, else ``DEFINET_MONGO_URI``, ``DEFINET_DB`` and ``DEFINET_DATA_DIR``."""
-        uri = uri or os.environ.get("DEFINET_MONGO_URI") or None
-        database = database or os.environ.get("DEFINET_DB") or DEFAULT_DATABASE
-        folder = Path(data_dir or os.environ.get("DEFINET_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-        return cls(uri=uri, database=database, data_dir=folder)
+        """Settings from arguments, else from the environment (``workflows.settings``: ``DEFINET_MONGO_URI``,
+        ``DEFINET_DB``, ``DEFINET_DATA_DIR``)."""
+        env = settings()
+        return cls(uri=uri or env.mongo_uri, database=database or env.db,
+                   data_dir=Path(data_dir or env.data_dir).expanduser())
 
 
 def mask_uri(uri: str) -> str:
@@ -357,7 +357,6 @@ class _Embedded:
     users: int = 1
 
 
-EMBEDDED_WAIT_S = float(os.environ.get("DEFINET_DB_WAIT_S", 3600))
 """How long a definet process waits for another one's embedded server to release the data directory."""
 _EMBEDDED: dict[Path, _Embedded] = {}
 _EMBEDDED_LOCK = threading.Lock()
@@ -372,7 +371,8 @@ def _acquire_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
         if held is not None:
             held.users += 1
             return held.record.uri, lambda: _release_embedded(data_dir)
-        deadline, told = time.monotonic() + EMBEDDED_WAIT_S, False
+        wait_s = settings().db_wait_s
+        deadline, told = time.monotonic() + wait_s, False
         while True:  # another process's embedded server holds the directory: wait for it to finish
             with _dir_lock(data_dir):
                 record = _live_record(data_dir)
@@ -382,7 +382,7 @@ def _acquire_embedded(data_dir: Path) -> tuple[str, Callable[[], None]]:
                     return record.uri, lambda: None
             if time.monotonic() > deadline:
                 raise DefiNetStoreError(f"{data_dir} is in use by the embedded server of definet process "
-                                        f"{record.pid} for more than {EMBEDDED_WAIT_S:.0f} s; share one server "
+                                        f"{record.pid} for more than {wait_s:.0f} s; share one server "
                                         "with `definet db start`")
             if not told:
                 told = True

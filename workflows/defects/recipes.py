@@ -20,7 +20,7 @@ placed on a random site (an element is chosen in proportion to its sites in the 
 the defect types allowed on it); with ``balanced: true`` (the default) no type takes more than its share
 of the largest count, rounded up, which is how the published high-density sets fill their largest
 structures (for example MoS2 at 24 defects: exactly 4 v_Mo, 4 W_Mo, 8 v_S, 8 Se_S). Symmetry-equivalent
-configurations are drawn only once (:class:`workflows.enumeration.DenseSampler`), and structure ids
+configurations are drawn only once (:class:`workflows.defects.enumeration.DenseSampler`), and structure ids
 follow from the recipe's content hash and the configuration, so the same recipe and seed always give the
 same structures, and a larger ``structures`` extends the list without changing its beginning.
 """
@@ -30,16 +30,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pymatgen.core import Element, Lattice, Structure
 
 from definet_core.errors import DefiNetInputError
-from workflows.enumeration import DefectCase, DenseSampler, choose_supercell, is_two_dimensional
+from workflows.defects.enumeration import DefectCase, DenseSampler, choose_supercell, is_two_dimensional
 
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLITS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -65,7 +65,8 @@ class Recipe(BaseModel):
     structures: int = Field(gt=0)
     seed: int = 0
     splits: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SPLITS))
-    _base_dir: Path | None = PrivateAttr(None)
+    base_dir: str | None = Field(None, description="the recipe file's directory, set when read from a file: a "
+                                                   "relative host path is read from there (not a generation field)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
@@ -101,8 +102,9 @@ class Recipe(BaseModel):
 
     def host_spec(self) -> str:
         """The host as ``resolve_host`` takes it: a relative file path is read beside the recipe file."""
-        if self._base_dir is not None and not Path(self.host).is_absolute() and (self._base_dir / self.host).exists():
-            return str(self._base_dir / self.host)
+        beside = Path(self.base_dir or ".") / self.host
+        if self.base_dir is not None and not Path(self.host).is_absolute() and beside.exists():
+            return str(beside)
         return self.host
 
     def summary(self) -> str:
@@ -166,23 +168,26 @@ BUILTIN_RECIPES: dict[str, Recipe] = {r.name: r for r in [
 """Recipes reproducing the eight published sets of ../shared/data/definet_2d (statistics measured there)."""
 
 
-def load_recipe(spec: str) -> Recipe:
-    """A built-in recipe by name, or a YAML recipe file."""
+def load_recipe(spec: str, stored: Callable[[str], dict[str, Any] | None] | None = None) -> Recipe:
+    """A built-in recipe by name, a YAML recipe file, or (with ``stored``, e.g. ``RecipeRegistry.latest``) the
+    recipe last built under that name."""
     if spec in BUILTIN_RECIPES:
         return BUILTIN_RECIPES[spec]
     path = Path(spec)
     if not path.is_file():
-        raise DefiNetInputError(f"recipe {spec}: not a built-in recipe ({', '.join(BUILTIN_RECIPES)}) "
-                                "nor a recipe file")
+        content = stored(spec) if stored is not None else None
+        if content is not None:
+            return parse_recipe(content, spec)
+        where = ", nor a recipe built before on this database" if stored is not None else ""
+        raise DefiNetInputError(f"recipe {spec}: not a built-in recipe ({', '.join(BUILTIN_RECIPES)}), "
+                                f"nor a recipe file{where}")
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise DefiNetInputError(f"recipe {spec}: cannot read YAML ({str(exc).splitlines()[0]})") from None
-    recipe = parse_recipe(data, path.stem)
-    recipe._base_dir = path.resolve().parent
-    return recipe
+    return parse_recipe(data, path.stem).model_copy(update={"base_dir": str(path.resolve().parent)})
 
 
 def with_vacuum(host: Structure, recipe: Recipe) -> Structure:

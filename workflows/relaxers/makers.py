@@ -1,17 +1,13 @@
-"""Relaxation makers chosen by name, and the one definition of an ionic step used everywhere.
+"""Relaxation makers chosen by name (atomate2's makers, configured for defect supercells), and what ran.
 
 ``vasp``   atomate2 VASP relaxation, fixed cell (ISIF = 2), settings for defect supercells.
 ``chgnet`` atomate2 ForceFieldRelaxMaker with CHGNet (weights ship in its package), fixed cell.
 ``emt``    the same maker with ASE's EMT potential: fast, for tests on metals.
 
-Ionic step: one configuration whose energy and forces were computed by the relaxer, the starting
-configuration included. For VASP that is ``len(calcs_reversed[0].output.ionic_steps)`` (the final
-run only; custodian restarts hide earlier ones); for force fields it is the length of the stored
-trajectory of ionic steps, which equals atomate2's ``output.n_steps``.
+The ionic-step count and the other readings of a finished relaxation are :mod:`workflows.relaxers.outputs`.
 
 :func:`relaxer_settings` records what ran (the potential's own name and version, never atomate2's
-``MLFF.*`` placeholder; or the VASP input set and INCAR updates) as plain JSON values.
-"""
+``MLFF.*`` placeholder; or the VASP input set and INCAR updates) as plain JSON values."""
 
 from __future__ import annotations
 
@@ -22,10 +18,14 @@ from typing import Any
 from jobflow import Maker
 
 from definet_core.errors import DefiNetInputError
+from workflows.versions import package_version
 
 RELAXERS = ("chgnet", "emt", "vasp")
 DEFAULT_FMAX = 0.05
+
+
 DEFAULT_MAX_STEPS = 500
+
 
 VASP_DEFECT_INCAR: dict[str, Any] = {
     "ISIF": 2,  # fixed cell: a defect relaxes in the host's lattice
@@ -108,6 +108,8 @@ def relaxer_settings(name: str, maker: Maker) -> dict[str, Any]:
 
 # the packages behind atomate2's force-field names that definet offers (others: the name only)
 _MLFF_CALCULATORS = {"CHGNet": ("chgnet", "chgnet.model.dynamics.CHGNetCalculator")}
+
+
 _IBRION = {1: "RMM-DIIS (IBRION=1)", 2: "conjugate gradient (IBRION=2)", 3: "damped MD (IBRION=3)"}
 
 
@@ -176,15 +178,6 @@ def _chgnet_model_version(calculator_kwargs: dict[str, Any]) -> str | None:
     return inspect.signature(CHGNet.load).parameters["model_name"].default
 
 
-def package_version(distribution: str) -> str | None:
-    """Installed version of ``distribution``, or None where it is not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
-
 
 def _qualified_name(obj: Any) -> str:
     """``module.Name`` of a class or function."""
@@ -204,41 +197,3 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalar
         return value.item()
     return str(value)
-
-
-def ionic_steps(task_doc: Any) -> int:
-    """Number of ionic steps (force evaluations, the start included) of an atomate2 relaxation document."""
-    calcs = getattr(task_doc, "calcs_reversed", None)
-    if calcs and calcs[0].output.ionic_steps is not None:
-        return len(calcs[0].output.ionic_steps)
-    output = task_doc.output
-    if getattr(output, "ionic_steps", None):
-        return len(output.ionic_steps)
-    return int(output.n_steps)
-
-
-def converged(task_doc: Any) -> bool | None:
-    """Whether the relaxation met its force criterion: atomate2's flag for force fields, the task state for VASP."""
-    flag = getattr(task_doc, "is_force_converged", None)
-    if flag is not None:
-        return bool(flag)
-    state = getattr(task_doc, "state", None)
-    return None if state is None else str(getattr(state, "value", state)) == "successful"
-
-
-def final_energy(task_doc: Any) -> float:
-    """Total energy (eV) of the final structure (NaN when the document holds none)."""
-    energy = task_doc.output.energy
-    return float("nan") if energy is None else float(energy)
-
-
-def final_forces(task_doc: Any) -> list[list[float]] | None:
-    """Forces (eV/A) on the atoms of the final structure, when the relaxation document holds them."""
-    forces = getattr(task_doc.output, "forces", None)
-    return None if forces is None else [[float(x) for x in row] for row in forces]
-
-
-def final_structure(task_doc: Any) -> Any:
-    """Final relaxed structure of an atomate2 relaxation document."""
-    output = task_doc.output
-    return getattr(output, "structure", None) or output.mol_or_struct

@@ -29,10 +29,8 @@ from pymatgen.analysis.defects.supercells import get_sc_fromstruct
 from pymatgen.core import Element, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+from definet_core.applicability import SLAB_VACUUM_A, largest_gap
 from definet_core.errors import DefiNetInputError
-
-VACUUM_THRESHOLD = 5.0
-"""Smallest empty slab (A) along c that makes a host two-dimensional."""
 
 SLAB_MARGIN = 1.0
 """Largest distance (A) outside a 2D host's atomic planes at which interstitials are kept."""
@@ -106,19 +104,10 @@ class DefectCase(BaseModel):
         return Structure(self.structure.lattice, species, coords)
 
 
-def _vacuum_gap(structure: Structure) -> tuple[float, float, float]:
-    """(width in A, start, fractional width) of the largest atom-free slab along c (perpendicular to a, b)."""
-    lattice = structure.lattice
-    height = lattice.volume / np.linalg.norm(np.cross(lattice.matrix[0], lattice.matrix[1]))
-    z = np.sort(structure.frac_coords[:, 2] % 1.0)
-    gaps = np.diff(np.append(z, z[0] + 1.0))
-    k = int(np.argmax(gaps))
-    return float(gaps[k] * height), float(z[k]), float(gaps[k])
-
-
 def is_two_dimensional(host: Structure) -> bool:
-    """True when the host has an empty slab thicker than VACUUM_THRESHOLD along c (a 2D material)."""
-    return len(host) > 0 and _vacuum_gap(host)[0] > VACUUM_THRESHOLD
+    """True when the host has an empty slab of at least ``SLAB_VACUUM_A`` along c (a 2D material; the same rule
+    as the applicability domain's)."""
+    return len(host) > 0 and largest_gap(host.frac_coords, host.lattice.matrix, 2)[0] >= SLAB_VACUUM_A
 
 
 def _clean(host: Structure, host_id: str) -> Structure:
@@ -245,7 +234,7 @@ def _supercell_site(defect: Defect, pristine: Structure, matrix: np.ndarray, hos
 
 def _in_slab(host: Structure, frac_z: float) -> bool:
     """True when a height lies inside a 2D host's slab or within SLAB_MARGIN of its outer atomic planes."""
-    width, start, frac_width = _vacuum_gap(host)
+    width, start, frac_width = largest_gap(host.frac_coords, host.lattice.matrix, 2)
     depth = (frac_z - start) % 1.0
     return depth >= frac_width or min(depth, frac_width - depth) * width / frac_width <= SLAB_MARGIN
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from jobflow import JobStore
 
-from workflows.db_server import DefiNetStoreError, mask_uri, one_line
+from workflows.storage.server import DefiNetStoreError, mask_uri, one_line
 
 if TYPE_CHECKING:
     from maggma.stores import MongoStore
@@ -242,6 +242,11 @@ class RecipeRegistry(KeyedStore):
         self.upsert([{"recipe": recipe, "recipe_hash": recipe_hash, "content": content, "structure_ids": ids,
                       "updated_at": datetime.now(UTC)}])
 
+    def latest(self, recipe: str) -> dict[str, Any] | None:
+        """The content of the recipe built last under the name ``recipe`` (None if never built here)."""
+        entries = self.find({"recipe": recipe}, ["content", "updated_at"])
+        return max(entries, key=lambda entry: entry["updated_at"])["content"] if entries else None
+
 
 def mongo_location(store: JobStore) -> tuple[str, str] | None:
     """(URI, database) of a JobStore's documents collection; None when it does not live on a MongoDB URI."""
@@ -272,9 +277,10 @@ def upsert_validation_documents(store: JobStore, docs: list[dict]) -> bool:
     return upsert_documents(store, docs, ValidationStore)
 
 
-def documented_ids(store: JobStore, kind: type[KeyedStore], field: str, ids: list[str],
-                   criteria: dict[str, Any]) -> set[str]:
-    """Which of ``ids`` (values of ``field``) already have a ``kind`` document matching ``criteria``.
+def documented_keys(store: JobStore, kind: type[KeyedStore], fields: tuple[str, ...], id_field: str, ids: list[str],
+                    criteria: dict[str, Any]) -> set[tuple[Any, ...]]:
+    """The ``fields`` values (as tuples) of the ``kind`` documents matching ``criteria`` whose ``id_field`` is one
+    of ``ids``.
 
     Read through the exposed JobStore by the fan-out jobs, so a rerun relaxes only what is missing or
     failed. Empty when the JobStore does not live on a MongoDB URI.
@@ -283,12 +289,13 @@ def documented_ids(store: JobStore, kind: type[KeyedStore], field: str, ids: lis
     if location is None or not ids:
         return set()
     with kind(*location) as collection:
-        return {doc[field] for doc in collection.find({**criteria, field: {"$in": list(ids)}}, [field])}
+        return {tuple(doc[f] for f in fields)
+                for doc in collection.find({**criteria, id_field: {"$in": list(ids)}}, list(fields))}
 
 
 def complete_case_ids(store: JobStore, case_ids: list[str], relaxer: str, checkpoint: str, start: str,
                       comparison: bool) -> set[str]:
-    """Cases of ``case_ids`` that already have a complete validation document made with these settings."""
-    return documented_ids(store, ValidationStore, "case_id", case_ids,
-                          {"relaxer": relaxer, "checkpoint": checkpoint, "status": "complete",
-                           "start_policy": start, "comparison": comparison})
+    """Cases of ``case_ids`` that already have a complete validation document with this key."""
+    criteria = {"relaxer": relaxer, "checkpoint": checkpoint, "status": "complete", "start_policy": start,
+                "comparison": comparison}
+    return {key[0] for key in documented_keys(store, ValidationStore, ("case_id",), "case_id", case_ids, criteria)}
