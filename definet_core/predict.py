@@ -21,7 +21,7 @@ from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, regraph
 from definet_core.markers import MATCH_TOLERANCE, Marker, defect_nodes
-from definet_core.model import CompiledForward
+from definet_core.model import CompiledForward, compile_policy
 
 EDGE_KEYS = ("edge_index", "edge_image")
 """The edge tensors of a defect graph: most of its memory, needed only by the model and the verdict."""
@@ -76,6 +76,16 @@ class Predictor:
         self.batch_size = batch_size
         self.graph_workers = graph_workers
         self._pool: ProcessPoolExecutor | None = None
+
+    @classmethod
+    def for_count(cls, count: int, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16,
+                  companion: str | Path | Sequence[str | Path] | None = None, compile: str = "auto",
+                  graph_workers: str | int = 0) -> Predictor:
+        """A predictor set up for ``count`` structures: the one place where the compile policy
+        (``compile_policy``: ``auto``, ``always``, ``never``) and the graph-worker policy
+        (``graph_workers_policy``: a number or ``auto``) are resolved."""
+        return cls(checkpoint, device, batch_size, companion, compile_policy(compile, count),
+                   graph_workers_policy(graph_workers, count, resolve_device(device)))
 
     def __enter__(self) -> Predictor:
         return self
@@ -176,32 +186,32 @@ class Predictor:
         """
         return [p for part in self._batches(len(graphs), progress) for p in self._positions(graphs[part])]
 
-    def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
+    def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure] | None = None,
                     supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,
-                    progress: str | None = None) -> list[Prediction]:
+                    progress: str | None = None, graphs: Sequence[Data] | None = None) -> list[Prediction]:
         """One ``Prediction`` per input: the structure, the defect graph (its markers) and the domain verdict.
 
         ``host`` is one host (unit cell or pristine supercell) for all structures or one per structure.
         Streams: the graphs of one batch are built, predicted and judged, then lose their edges, so memory
-        holds one batch of full graphs besides the predictions.
+        holds one batch of full graphs besides the predictions. With ``graphs`` (``graph`` of each structure,
+        built by the caller) no host is needed and the graphs are left whole.
         """
+        if graphs is not None:
+            return [prediction for part in self._batches(len(graphs), progress)
+                    for prediction in self._judged(structures[part], graphs[part])]
+        if host is None:
+            raise DefiNetInputError("predictions: give the host(s) of the structures, or their graphs")
         hosts = [host] * len(structures) if isinstance(host, Structure) else list(host)
         if len(hosts) != len(structures):
             raise DefiNetInputError(f"hosts: {len(hosts)} hosts given for {len(structures)} structures")
         names = list(names) if names is not None else [f"structure {i}" for i in range(len(structures))]
         results: list[Prediction] = []
-        for part, graphs in self._built_batches(structures, hosts, supercell_matrix, names, progress):
-            judged = self._judged(structures[part], graphs)
+        for part, built in self._built_batches(structures, hosts, supercell_matrix, names, progress):
+            judged = self._judged(structures[part], built)
             for prediction in judged:
                 without_edges(prediction.graph)
             results.extend(judged)
         return results
-
-    def predictions_from_graphs(self, structures: Sequence[Structure], graphs: Sequence[Data],
-                                progress: str | None = None) -> list[Prediction]:
-        """Predictions for structures whose graphs (``graph``) are already built, in batches; graphs kept whole."""
-        return [prediction for part in self._batches(len(graphs), progress)
-                for prediction in self._judged(structures[part], graphs[part])]
 
     def predict(self, structures: Sequence[Structure], host: Structure | Sequence[Structure],
                 supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None) -> list[Structure]:

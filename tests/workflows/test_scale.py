@@ -51,7 +51,7 @@ def test_streamed_batches_equal_one_by_one_predictions(predictor: Predictor) -> 
         assert not any(key in batched.graph for key in EDGE_KEYS)  # dropped once judged
         assert batched.graph.marker.shape == single.graph.marker.shape
     graphs = [predictor.graph(cell, host) for cell, host in pairs]
-    from_graphs = predictor.predictions_from_graphs(cells, graphs)
+    from_graphs = predictor.predictions(cells, graphs=graphs)
     assert all(key in g for g in graphs for key in EDGE_KEYS)  # the caller's graphs are left whole
     assert [p.verdict for p in from_graphs] == [p.verdict for p in streamed]
     assert all(np.allclose(a.structure.cart_coords, b.structure.cart_coords, atol=1e-5)

@@ -25,7 +25,7 @@ class DefiNetPredictMaker(Maker):
     """One job that predicts the relaxed structures of a set of cases in batches (CUDA when available).
 
     It reads the cases from ``defect_cases`` and writes the predictions to ``defect_predictions``
-    ``CHUNK_SIZE`` cases at a time (``workflows.case_store``), so its memory does not grow with the number of cases;
+    ``CHUNK_SIZE`` cases at a time (``workflows.storage.cases``), so its memory does not grow with the number of cases;
     its output (``PredictionJobOutput``) is a few hundred bytes whatever that number.
     """
 
@@ -49,15 +49,12 @@ class DefiNetPredictMaker(Maker):
     @job(output_schema=PredictionJobOutput)
     def predict(self, cases: CaseSet) -> PredictionJobOutput:
         """Predict every case of the set, a chunk of cases at a time; markers come from each case's pristine cell."""
-        from definet_core.checkpoint import resolve_device
-        from definet_core.model import compile_policy
-        from definet_core.predict import Predictor, graph_workers_policy
+        from definet_core.predict import Predictor
 
         location = database_of(CURRENT_JOB.store, self.name)
         prediction_id = CURRENT_JOB.job.uuid
-        graph_workers = graph_workers_policy(self.graph_workers, cases.count, resolve_device(self.device))
-        predictor = Predictor(self.checkpoint, self.device, self.batch_size, self.companions,
-                              compile_policy(self.compile, cases.count), graph_workers)
+        predictor = Predictor.for_count(cases.count, self.checkpoint, self.device, self.batch_size, self.companions,
+                                        self.compile, self.graph_workers)
         seconds, in_domain = 0.0, 0
         with predictor, tqdm(total=cases.count, desc=self.name, unit="case") as progress:
             for chunk in chunks(read_cases(location, cases)):
