@@ -4,7 +4,8 @@ A checkpoint stores the domain it was trained on (``Domain``: elements, defect k
 dimensionalities, the largest DFT displacement). A prediction is in-domain only when the input
 lies inside that domain and the predicted geometry is sane: no two atoms closer than
 ``MIN_CONTACT_FRACTION`` of the sum of their covalent radii, and no atom moved further than
-``DISPLACEMENT_MARGIN`` times the largest displacement seen in training. All rules live here.
+``DISPLACEMENT_MARGIN`` times the largest displacement seen in training (and at least
+``DISPLACEMENT_SLACK_A`` beyond it). All rules live here.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ SLAB_VACUUM_A = 5.0
 MIN_CONTACT_FRACTION = 0.6
 """Predicted atoms closer than this fraction of the sum of their covalent radii are a broken geometry."""
 DISPLACEMENT_MARGIN = 1.5
-"""A predicted displacement above this multiple of the largest training displacement is out of domain."""
+"""A predicted displacement above this multiple of the largest training displacement is out of domain..."""
+DISPLACEMENT_SLACK_A = 0.1
+"""...and never less than this much (A) beyond it: a bulk host whose DFT displacements peak at 0.01 A would
+otherwise call a prediction that moves an atom 0.02 A a runaway."""
 DIMENSIONALITY = {0: "bulk", 1: "2D", 2: "1D", 3: "0D"}
 """Host kind by the number of lattice directions with vacuum."""
 
@@ -119,10 +123,11 @@ def geometry_reasons(graph: Data, predicted: torch.Tensor, domain: Domain) -> li
     atoms = (graph.marker != Marker.VACANCY).numpy()
     pos = predicted.double().numpy()
     moved = np.linalg.norm(pos - graph.pos.double().numpy(), axis=1) * atoms
-    bound = DISPLACEMENT_MARGIN * domain.max_displacement
+    bound = max(DISPLACEMENT_MARGIN * domain.max_displacement, domain.max_displacement + DISPLACEMENT_SLACK_A)
     if moved.max() > bound:
-        reasons.append(f"atom {int(moved.argmax())} moved {moved.max():.2f} A "
-                       f"(> {DISPLACEMENT_MARGIN} x the largest training displacement, {bound:.2f} A)")
+        reasons.append(f"atom {int(moved.argmax())} moved {moved.max():.2f} A (> {bound:.2f} A: "
+                       f"{DISPLACEMENT_MARGIN} x, and at least {DISPLACEMENT_SLACK_A} A beyond, the largest "
+                       f"training displacement, {domain.max_displacement:.2f} A)")
     src, dst = graph.edge_index.numpy()
     real = atoms[src] & atoms[dst]
     src, dst = src[real], dst[real]
