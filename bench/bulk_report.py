@@ -1,0 +1,190 @@
+"""DefiNet on the bulk val hosts, per host and per group, beside the unrelaxed cell and CHGNet.
+
+    python bench/bulk_report.py --data ../shared/data/bulk_public --checkpoint definet_2d_v2 \\
+        [--companion C ...] [--chgnet docs/figures/chgnet_bulk_val.jsonl] \\
+        [--json docs/figures/bulk_val.json] [--plot docs/figures/bulk_val_ratios.png] [--table docs/figures/bulk_val.md]
+
+Per val pair: the dummy MAE (unrelaxed against DFT), DefiNet's MAE and its ratio to the dummy, the verdict, and
+CHGNet's zero-shot MAE where ``bench/chgnet_bulk.py`` measured it. Per host: the means and the ratio of the means;
+per group and over all hosts: the mean of the host ratios, each host weighted equally (the issue's measure),
+and the verdict's precision and recall for "the prediction is closer to DFT than the unrelaxed cell". Hosts are
+the val hosts the split keeps unseen; ``gorai`` has no licence and is a measuring group only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from definet_core.applicability import judge
+from definet_core.dataset import load_dataset
+from definet_core.metrics import structure_errors
+from definet_core.predict import Predictor
+
+
+def member_positions(data: Path, predictor: Predictor) -> dict[str, list]:
+    """Each val set's predicted node positions by one model, read with that model's own graph settings."""
+    sets = load_dataset([data], "val", predictor.config.radius, predictor.config.max_neighbors, progress=False)
+    return {key: predictor.predict_graphs(graphs) for key, graphs in sets.items()}
+
+
+def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str], dict]) -> list[dict[str, Any]]:
+    """One row per val pair: group, host, atoms_id, natoms, dummy/DefiNet/CHGNet MAE, the verdict. With companions
+    the prediction is the members' mean, as the flows use it (nodes are the same whatever the graph settings)."""
+    sets = load_dataset([data], "val", predictor.config.radius, predictor.config.max_neighbors, progress=False)
+    members = [member_positions(data, model) for model in [predictor, *predictor.companions]]
+    rows = []
+    for key, graphs in sets.items():
+        group, host = key.split("/", 1)
+        for index, graph in enumerate(graphs):
+            position = sum(member[key][index] for member in members) / len(members)
+            errors = structure_errors(graph, position)
+            verdict = judge(graph, position, predictor.domain)
+            measured = chgnet.get((group, host, graph.atoms_id), {})
+            dummy = errors["dummy_mae"]
+            rows.append({"group": group, "host": host, "atoms_id": graph.atoms_id,
+                         "natoms": int((graph.site_index >= 0).sum()), "dummy_mae": dummy, "mae": errors["mae"],
+                         "ratio": errors["mae"] / dummy if dummy > 0 else None,
+                         "in_domain": verdict.in_domain, "reasons": list(verdict.reasons),
+                         "chgnet_mae": measured.get("chgnet_mae"),
+                         "chgnet_ratio": measured["chgnet_mae"] / dummy if measured and dummy > 0 else None})
+    return rows
+
+
+def host_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (group, host): pairs, mean dummy / DefiNet / CHGNet MAE, ratios of the means, pairs in domain."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["group"], row["host"])].append(row)
+    table = []
+    for (group, host), members in sorted(groups.items()):
+        dummy = float(np.mean([r["dummy_mae"] for r in members]))
+        mae = float(np.mean([r["mae"] for r in members]))
+        chgnet = [r["chgnet_mae"] for r in members if r["chgnet_mae"] is not None]
+        table.append({"group": group, "host": host, "n": len(members), "dummy_mae": dummy, "mae": mae,
+                      "ratio": mae / dummy if dummy > 0 else None,
+                      "chgnet_ratio": float(np.mean(chgnet)) / dummy if chgnet and dummy > 0 else None,
+                      "chgnet_n": len(chgnet), "in_domain": sum(r["in_domain"] for r in members)})
+    return table
+
+
+def summary(table: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean host ratio (each host weighted equally) per group and over all, and the verdict's precision/recall."""
+    def mean_ratio(hosts: list[dict[str, Any]], key: str) -> float | None:
+        values = [h[key] for h in hosts if h[key] is not None]
+        return float(np.mean(values)) if values else None
+
+    def verdict(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+        helps = [r["ratio"] is not None and r["ratio"] < 1.0 for r in pairs]
+        called = [r["in_domain"] for r in pairs]
+        true_positive = sum(h and c for h, c in zip(helps, called, strict=True))
+        return {"in_domain": sum(called), "helps": sum(helps),
+                "precision": true_positive / sum(called) if any(called) else None,
+                "recall": true_positive / sum(helps) if any(helps) else None}
+
+    report: dict[str, Any] = {}
+    for name in [*sorted({h["group"] for h in table}), "all", "all_licensed"]:
+        hosts = [h for h in table if name == h["group"] or name == "all"
+                 or (name == "all_licensed" and h["group"] != "gorai")]
+        pairs = [r for r in rows if name == r["group"] or name == "all"
+                 or (name == "all_licensed" and r["group"] != "gorai")]
+        in_domain_hosts = [h for h in hosts if h["in_domain"] == h["n"]]
+        report[name] = {"hosts": len(hosts), "pairs": len(pairs), "mean_host_ratio": mean_ratio(hosts, "ratio"),
+                        "mean_host_chgnet_ratio": mean_ratio([h for h in hosts if h["chgnet_n"] == h["n"]],
+                                                             "chgnet_ratio"),
+                        "worst_in_domain_host_ratio": max((h["ratio"] for h in in_domain_hosts
+                                                           if h["ratio"] is not None), default=None),
+                        "verdict": verdict(pairs)}
+    return report
+
+
+def markdown(table: list[dict[str, Any]], report: dict[str, Any], checkpoint: str) -> str:
+    """The per-host table and the summary as Markdown."""
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [f"Bulk val hosts, `{checkpoint}` (`bench/bulk_report.py`)", "",
+             "| group | host | pairs | dummy MAE (A) | DefiNet MAE (A) | ratio | CHGNet ratio | in domain |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {h['group']} | {h['host']} | {h['n']} | {h['dummy_mae']:.4f} | {h['mae']:.4f} | "
+              f"{cell(h['ratio'], '.3f')} | {cell(h['chgnet_ratio'], '.3f')} | {h['in_domain']}/{h['n']} |"
+              for h in table]
+    lines += ["", "| group | hosts | pairs | mean host ratio | mean host CHGNet ratio | verdict precision | recall |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['hosts']} | {r['pairs']} | {cell(r['mean_host_ratio'], '.3f')} | "
+              f"{cell(r['mean_host_chgnet_ratio'], '.3f')} | {cell(r['verdict']['precision'], '.2f')} "
+              f"({r['verdict']['in_domain']} in domain) | {cell(r['verdict']['recall'], '.2f')} |"
+              for name, r in report.items()]
+    return "\n".join(lines) + "\n"
+
+
+def ratio_plot(rows: list[dict[str, Any]], path: Path, checkpoint: str) -> None:
+    """Per-structure ratio to the unrelaxed MAE, DefiNet against CHGNet, one colour per group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for group in sorted({r["group"] for r in rows}):
+        members = [r for r in rows if r["group"] == group and r["ratio"] is not None]
+        left.scatter([r["dummy_mae"] for r in members], [r["ratio"] for r in members], s=12, label=group, alpha=0.7)
+        both = [r for r in members if r["chgnet_ratio"] is not None]
+        right.scatter([r["chgnet_ratio"] for r in both], [r["ratio"] for r in both], s=12, label=group, alpha=0.7)
+    left.axhline(1.0, color="k", lw=0.8, ls="--")
+    left.set_xscale("log")
+    left.set_xlabel("unrelaxed MAE against DFT (A)")
+    left.set_ylabel("DefiNet MAE / unrelaxed MAE")
+    left.set_title(f"{checkpoint} on the bulk val pairs", fontsize=9)
+    top = max([1.5] + [max(r["ratio"] or 0, r["chgnet_ratio"] or 0) for r in rows if r["chgnet_ratio"]])
+    right.plot([0, top], [0, top], "k--", lw=0.8)
+    right.axhline(1.0, color="grey", lw=0.6)
+    right.axvline(1.0, color="grey", lw=0.6)
+    right.set_xlabel("CHGNet (fixed cell) MAE / unrelaxed MAE")
+    right.set_ylabel("DefiNet MAE / unrelaxed MAE")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Print the per-host table and the summary; write the JSON, Markdown and PNG when asked."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, type=Path, help="the bulk_public directory")
+    parser.add_argument("--checkpoint", default=None, help="default: the shipped checkpoint")
+    parser.add_argument("--companion", action="append", default=[], help="ensemble members (repeatable)")
+    parser.add_argument("--chgnet", type=Path, default=None, help="bench/chgnet_bulk.py's JSON lines")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--table", type=Path, default=None, help="Markdown table")
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    chgnet = {}
+    if args.chgnet and args.chgnet.exists():
+        for line in args.chgnet.read_text().splitlines():
+            row = json.loads(line)
+            chgnet[(row["group"], row["host"], row["atoms_id"])] = row
+    predictor = Predictor(args.checkpoint, device="cpu", companion=args.companion or None)
+    rows = pair_rows(args.data, predictor, chgnet)
+    table = host_table(rows)
+    report = summary(table, rows)
+    name = "+".join([predictor.checkpoint, *predictor.companion_ids])
+    text = markdown(table, report, name)
+    print(text)
+    if args.table:
+        args.table.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps({"checkpoint": name, "summary": report, "hosts": table, "pairs": rows},
+                                        indent=1))
+    if args.plot:
+        ratio_plot(rows, args.plot, name)
+
+
+if __name__ == "__main__":
+    main()
