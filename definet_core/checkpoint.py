@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
+from definet_core.architectures import Model, build_model
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
-from definet_core.model import DefiNet
 
 FORMAT = "definet-checkpoint"
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
@@ -63,7 +63,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def save_checkpoint(path: str | Path, model: DefiNet, trained_elements: list[int],
+def save_checkpoint(path: str | Path, model: Model, trained_elements: list[int],
                     metadata: dict[str, Any] | None = None, half: bool = False,
                     domain: dict[str, Any] | None = None) -> None:
     """Write weights, configuration, the elements seen in training, the applicability domain and metadata.
@@ -109,10 +109,10 @@ def float32_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[DefiNet, dict[str, Any]]:
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
     """Model in eval mode on ``device`` and its checkpoint payload (config, elements, metadata)."""
     payload = read_checkpoint(path)
-    model = DefiNet(ModelConfig.from_dict(payload["config"]))
+    model = build_model(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict(float32_state(payload))
     model.eval()
     return model.to(device), payload

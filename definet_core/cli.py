@@ -33,9 +33,12 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, help="checkpoint to write (best EMA weights)")
     train.add_argument("--resume", action="store_true", help="continue from <out>.last.pt")
     defaults = ModelConfig()
-    for item in fields(ModelConfig):
-        train.add_argument(f"--{item.name.replace('_', '-')}", type=type(getattr(defaults, item.name)),
-                           default=getattr(defaults, item.name), help=f"model: {item.name} (default %(default)s)")
+    for item in fields(ModelConfig):  # one option per model field: bools parse true/false, str fields get choices
+        default = getattr(defaults, item.name)
+        kind = ({"type": parse_bool, "nargs": "?", "const": True} if isinstance(default, bool)
+                else {"type": type(default)})
+        train.add_argument(f"--{item.name.replace('_', '-')}", **kind, default=default,
+                           choices=item.metadata.get("choices"), help=f"model: {item.name} (default %(default)s)")
     train.add_argument("--hidden-candidates", type=int, nargs="+", default=None, metavar="H",
                        help="time a few steps of each hidden size and train the largest that reaches "
                             "--min-epochs within --time-budget (overrides --hidden)")
@@ -107,6 +110,17 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                          help="output format (default: the input's; POSCAR keeps the lattice orientation)")
     predict.add_argument("-o", "--out", required=True, help="output directory")
     predict.set_defaults(handler=_predict)
+
+
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_bool(text: str) -> bool:
+    """A command-line boolean: true/false, yes/no, on/off, 1/0 (any case); the parser of every bool option."""
+    try:
+        return BOOL_WORDS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}") from None
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from definet_core.errors import DefiNetInputError
+
+ARCHS = ("definet", "reference")
+"""``ModelConfig.arch``: ``definet`` is ours (``model.DefiNet``), ``reference`` the paper's network
+(``reference_model.ReferenceDefiNet``)."""
 
 
 @dataclass(frozen=True)
@@ -11,8 +17,10 @@ class ModelConfig:
     """Hyper-parameters of a DefiNet model and of the graph it reads.
 
     ``radius`` and ``max_neighbors`` define the periodic radius graph; ``radius`` is also the
-    cutoff of the radial basis. The reference DefiNet uses hidden=512, layers=4, radius=6, 50
-    neighbours (about 29 M parameters); the shipped checkpoint is sized for a 2-core CPU.
+    cutoff of the radial basis (of ours; the reference's Gaussians span 30 A). The reference DefiNet
+    (``arch="reference"``) uses hidden=512, layers=4, num_rbf=128, radius=6, 50 neighbours; the shipped
+    checkpoint is sized for a 2-core CPU. A str field's ``metadata["choices"]`` lists its values
+    (the train CLI offers them).
     """
 
     hidden: int = 64
@@ -23,6 +31,13 @@ class ModelConfig:
     num_elements: int = 100
     num_markers: int = 4
     aggregation_norm: float = 16.0
+    arch: str = field(default="definet", metadata={"choices": ARCHS})
+    edge_displacement: bool = False
+    """Ours only: add the reference's per-edge radial displacement B, the coordinate step becoming (A + B) / 2."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise DefiNetInputError(f"model arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and logs."""

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch_geometric.data import Batch, Data
 
+from definet_core.architectures import build_model
 from definet_core.config import ModelConfig
-from definet_core.model import DefiNet
 from definet_core.train import TrainConfig, TrainingRun
 
 
@@ -61,7 +61,7 @@ def choose_model_size(base: ModelConfig, hidden_candidates: list[int], graphs: l
     timings = []
     for hidden in sorted(hidden_candidates):
         config = replace(base, hidden=hidden)
-        parameters = DefiNet(config).num_parameters()
+        parameters = build_model(config).num_parameters()
         for precision in precisions:
             seconds = time_training_step(config, batch, device, precision)
             epochs = 60.0 * budget_minutes / (seconds * steps_per_epoch)

@@ -26,11 +26,12 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from definet_core.applicability import domain_of
+from definet_core.architectures import build_model
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
-from definet_core.model import CompiledForward, DefiNet
+from definet_core.model import CompiledForward
 
 SCHEDULES = ("plateau", "cosine")
 LOSS_READ_EVERY = 25
@@ -221,7 +222,7 @@ class TrainingRun:
     def __init__(self, model_config: ModelConfig, config: TrainConfig, device: torch.device,
                  initial_state: dict[str, torch.Tensor] | None = None) -> None:
         self.config = config
-        self.model = DefiNet(model_config)
+        self.model = build_model(model_config)
         if initial_state is not None:  # fine-tuning: the EMA starts from these weights too
             self.model.load_state_dict(initial_state)
         self.model.to(device)

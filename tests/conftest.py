@@ -13,9 +13,9 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
+from definet_core.architectures import build_model
 from definet_core.checkpoint import save_checkpoint
 from definet_core.config import ModelConfig
-from definet_core.model import DefiNet
 from workflows.hosts import mos2_monolayer
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "definet_2d"
@@ -97,7 +97,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny model saved as a checkpoint."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, DefiNet(TINY_CONFIG), [16, 34, 42])
+    save_checkpoint(path, build_model(TINY_CONFIG), [16, 34, 42])
     return path
 
 

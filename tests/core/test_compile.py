@@ -66,3 +66,20 @@ def test_a_resumed_run_takes_compile_from_the_command(dataset_root, cache_dir, t
           resume=True, progress=False)
     state = torch.load(out.with_name("m.last.pt"), weights_only=False)
     assert state["train_config"]["compile"] is True and state["epoch"] == 2
+
+
+def test_a_one_structure_batch_of_the_shipped_model_compiles_to_the_eager_function():
+    # with inductor's in-place buffers, torch 2.13 put these atoms 2.3e-3 A off eager (model.COMPILE_OPTIONS)
+    from torch_geometric.data import Batch
+
+    from definet_core.checkpoint import load_model
+    from definet_core.predict import defect_graph
+
+    model, _ = load_model()
+    cell, host = random_defect_cell(np.random.default_rng(0), size=8, n_vacancies=3, c=20.0)
+    batch = Batch.from_data_list([defect_graph(cell, host, model.config)])
+    forward = model_module.CompiledForward(model)
+    with torch.no_grad():
+        compiled, eager = forward(batch), model(batch)
+    assert forward.compiled is not None
+    assert (compiled - eager).abs().max() < 1e-5
