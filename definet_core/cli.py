@@ -14,9 +14,9 @@ import numpy as np
 from pymatgen.core import Structure
 
 from definet_core.config import ModelConfig
-from definet_core.errors import DefiNetInputError
+from definet_core.errors import DefiNetError, DefiNetInputError
 from definet_core.graph import graph_from_arrays, graph_to_arrays
-from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES, compile_policy
+from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES
 from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, TrainConfig
 
 if TYPE_CHECKING:
@@ -242,8 +242,8 @@ def _predict(args: argparse.Namespace) -> None:
     from definet_core.predict import Predictor, workers_policy
 
     count = len(args.structures)
-    predictor = Predictor(args.checkpoint, args.device, args.batch_size, args.companions,
-                          compile_policy(args.compile, count))
+    predictor = Predictor.for_count(count, args.checkpoint, args.device, args.batch_size, args.companions,
+                                    args.compile)
     workers = workers_policy(args.workers, count, READER_WORKERS_AUTO_MIN)
     host = read_structure(args.host)
     matrix = np.diag(args.supercell) if args.supercell else None
@@ -264,7 +264,7 @@ def _predict(args: argparse.Namespace) -> None:
                     failures.append(case)
                 else:
                     good.append((path, case[0], graph_from_arrays(case[1])))
-            predictions = predictor.predictions_from_graphs([s for _, s, _ in good], [g for _, _, g in good])
+            predictions = predictor.predictions([s for _, s, _ in good], graphs=[g for _, _, g in good])
             entries += [written_prediction(out, path, structure, prediction, args.format)
                         for (path, structure, _), prediction in zip(good, predictions, strict=True)]
     summary = {"checkpoint": predictor.checkpoint, "companions": predictor.companion_ids,
@@ -297,12 +297,13 @@ def written_prediction(out: Path, path: str, structure: Structure, prediction: P
 
 
 def run_handler(args: argparse.Namespace) -> int:
-    """Run a parsed command; bad input becomes a one-line error and exit status 2."""
+    """Run a parsed command; any ``DefiNetError`` (bad input, a database that cannot be used) becomes a one-line
+    error and exit status 2."""
     import sys
 
     try:
         args.handler(args)
-    except DefiNetInputError as exc:
+    except DefiNetError as exc:
         print(f"definet: error: {exc}", file=sys.stderr)
         return 2
     return 0

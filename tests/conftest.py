@@ -113,7 +113,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URI of a SecantusDB server on a free port with its data in a temporary directory, stopped at the end."""
     from secantus import SecantusDBServer
 
-    from workflows.db_server import stop_in_process_server
+    from workflows.storage.server import stop_in_process_server
 
     server = SecantusDBServer(host="127.0.0.1", port=0, storage_path=str(tmp_path_factory.mktemp("secantus")),
                               enable_test_commands=False)

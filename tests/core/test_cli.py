@@ -7,7 +7,7 @@ from pymatgen.core import Lattice, Structure
 from definet_core.io import read_structure
 from definet_core.markers import Marker
 from tests.conftest import random_defect_cell
-from workflows.cli import main
+from workflows.cli.main import main
 
 
 @pytest.fixture()
