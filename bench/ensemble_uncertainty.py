@@ -20,7 +20,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from definet_core.dataset import load_dataset
-from definet_core.markers import Marker
+from definet_core.markers import atom_mask
 from definet_core.predict import Predictor, ensemble_mean_and_spread
 
 MEAN, UNRELAXED = "mean", "unrelaxed"
@@ -39,7 +39,7 @@ def spread_and_errors(data: str, split: str, checkpoints: list[str]) -> dict[str
         members = [p.predict_graphs(s[key]) for p, s in zip(predictors, sets, strict=True)]
         rows = []
         for graph, *positions in zip(graphs, *members, strict=True):
-            atoms = graph.marker != Marker.VACANCY
+            atoms = atom_mask(graph.marker)
             mean, spread = ensemble_mean_and_spread(positions, atoms)
             target = graph.y.double()[atoms]
             rows.append([spread] + [float((x[atoms] - target).abs().mean())

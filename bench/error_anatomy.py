@@ -22,7 +22,7 @@ import json
 import numpy as np
 
 from definet_core.dataset import load_dataset
-from definet_core.markers import Marker
+from definet_core.markers import Marker, atom_mask
 from definet_core.metrics import near_defect_mask
 from definet_core.predict import Predictor
 
@@ -31,7 +31,7 @@ def anatomy(graphs: list, predicted: list) -> dict[str, float | list[float]]:
     """The figures of one material (see the module docstring)."""
     rows, near_err, far_err, near_dft, far_dft, defects = [], [], [], [], [], []
     for graph, positions in zip(graphs, predicted, strict=True):
-        atoms = (graph.marker != Marker.VACANCY).numpy()
+        atoms = atom_mask(graph.marker).numpy()
         near = near_defect_mask(graph)[atoms]
         start = graph.pos.double().numpy()[atoms]
         target = graph.y.double().numpy()[atoms]

@@ -31,7 +31,7 @@ from torch_geometric.data import Data
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
-from definet_core.markers import Marker
+from definet_core.markers import atom_mask
 from definet_core.metrics import average_errors, structure_errors
 from definet_core.predict import Predictor
 from definet_core.train import TrainConfig, state_path, train
@@ -72,7 +72,7 @@ def trained(graphs: list[Data], key: str, out: Path, config: ModelConfig, option
 def spreads(first: str | Path, second: str | Path, graphs: list[Data]) -> np.ndarray:
     """Mean |dx|,|dy|,|dz| between two models' predictions over each graph's real atoms."""
     a, b = (Predictor(c, device="auto").predict_graphs(graphs) for c in (first, second))
-    return np.array([float((p - q).abs()[g.marker != Marker.VACANCY].mean()) for g, p, q in zip(graphs, a, b,
+    return np.array([float((p - q).abs()[atom_mask(g.marker)].mean()) for g, p, q in zip(graphs, a, b,
                                                                                               strict=True)])
 
 

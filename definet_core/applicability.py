@@ -20,7 +20,7 @@ from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
 from pymatgen.core import Element
 from torch_geometric.data import Data
 
-from definet_core.markers import Marker
+from definet_core.markers import Marker, atom_mask
 
 SLAB_VACUUM_A = 5.0
 """A gap of at least this many A between periodic images along a lattice direction makes it non-periodic."""
@@ -80,7 +80,7 @@ def largest_gap(frac_coords: np.ndarray, cell: np.ndarray, axis: int) -> tuple[f
 
 def dimensionality(graph: Data) -> str:
     """``bulk``, ``2D``, ``1D`` or ``0D``: how many lattice directions have vacuum between the images."""
-    atoms = (graph.marker != Marker.VACANCY).numpy()
+    atoms = atom_mask(graph.marker).numpy()
     cell = graph.cell[0].double().numpy()
     frac = np.linalg.solve(cell.T, graph.pos.double().numpy()[atoms].T).T
     vacuum_directions = sum(largest_gap(frac, cell, axis)[0] >= SLAB_VACUUM_A for axis in range(3))
@@ -94,7 +94,7 @@ def domain_of(graphs: Iterable[Data]) -> Domain:
         elements.update(int(z) for z in graph.z.unique())
         markers.update(int(m) for m in graph.marker.unique())
         kinds.add(dimensionality(graph))
-        atoms = graph.marker != Marker.VACANCY
+        atoms = atom_mask(graph.marker)
         largest = max(largest, float(torch.linalg.norm(graph.y - graph.pos, dim=-1)[atoms].max()))
     return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest)
 
@@ -120,7 +120,7 @@ def input_reasons(graph: Data, domain: Domain) -> list[str]:
 def geometry_reasons(graph: Data, predicted: torch.Tensor, domain: Domain) -> list[str]:
     """Why the predicted geometry is not a sane start (close contacts, runaway atoms); empty when it is."""
     reasons = []
-    atoms = (graph.marker != Marker.VACANCY).numpy()
+    atoms = atom_mask(graph.marker).numpy()
     pos = predicted.double().numpy()
     moved = np.linalg.norm(pos - graph.pos.double().numpy(), axis=1) * atoms
     bound = max(DISPLACEMENT_MARGIN * domain.max_displacement, domain.max_displacement + DISPLACEMENT_SLACK_A)

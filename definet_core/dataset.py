@@ -28,7 +28,7 @@ from tqdm import tqdm
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays
 from definet_core.io import read_structure
-from definet_core.markers import Marker, defect_nodes, infer_supercell_matrix
+from definet_core.markers import defect_nodes, infer_supercell_matrix
 from definet_core.metrics import site_displacements
 
 CACHE_VERSION = "1"
@@ -177,8 +177,3 @@ def material_key(root: Path, material: MaterialSet) -> str:
     """Material path relative to the data root (e.g. ``high_density/MoS2``); the root's name if equal."""
     relative = material.root.relative_to(root)
     return str(relative) if str(relative) != "." else material.root.name
-
-
-def non_vacancy_mask(data: Data) -> torch.Tensor:
-    """True for nodes that are real atoms (the nodes whose positions are learned and scored)."""
-    return data.marker != Marker.VACANCY

@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import Data
 
 from definet_core.dataset import load_dataset
-from definet_core.markers import Marker
+from definet_core.markers import atom_mask
 from definet_core.metrics import average_errors, structure_errors
 from definet_core.predict import Predictor
 
@@ -36,7 +36,7 @@ def _displacements(graphs: list[Data], predicted: list[torch.Tensor]) -> tuple[n
     """Flattened DFT and predicted displacement components of all real atoms."""
     dft, model = [], []
     for graph, positions in zip(graphs, predicted, strict=True):
-        atoms = (graph.marker != Marker.VACANCY).numpy()
+        atoms = atom_mask(graph.marker).numpy()
         start = graph.pos.double().numpy()[atoms]
         dft.append((graph.y.double().numpy()[atoms] - start).ravel())
         model.append((positions.numpy()[atoms] - start).ravel())

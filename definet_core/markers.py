@@ -11,6 +11,7 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
@@ -36,6 +37,12 @@ class Marker(IntEnum):
     SUBSTITUTION = 1
     VACANCY = 2
     INTERSTITIAL = 3
+
+
+def atom_mask(markers: Any) -> Any:
+    """True for the nodes that are real atoms: every node but the vacancies' virtual nodes (a tensor or an array of
+    markers in, the same kind out). Positions of these nodes are learned, scored and written back."""
+    return markers != Marker.VACANCY
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.optimization.neighbors import find_points_in_spheres
 from torch_geometric.data import Data
 
-from definet_core.markers import Marker
+from definet_core.markers import Marker, atom_mask
 
 LOCAL_RADIUS = 3.0
 """Atoms within this distance (A) of a defect node count as local to the defect."""
@@ -27,12 +27,12 @@ def near_defect_mask(data: Data, radius: float = LOCAL_RADIUS) -> np.ndarray:
             np.ascontiguousarray(lattice.matrix), tol=1e-8,
         )
         mask[points] = True
-    return mask & (marker != Marker.VACANCY)
+    return mask & atom_mask(marker)
 
 
 def structure_errors(data: Data, predicted: torch.Tensor) -> dict[str, float]:
     """mae / dummy_mae (mean |dx|,|dy|,|dz| over real atoms) and their 3 A local variants (NaN if no defect)."""
-    atoms = (data.marker != Marker.VACANCY).numpy()
+    atoms = atom_mask(data.marker).numpy()
     local = near_defect_mask(data)
     target = data.y.double().numpy()
     model_error = np.abs(predicted.double().numpy() - target)

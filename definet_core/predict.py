@@ -20,7 +20,7 @@ from definet_core.checkpoint import content_hash, load_model, resolve_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, regraph
-from definet_core.markers import MATCH_TOLERANCE, Marker, defect_nodes
+from definet_core.markers import MATCH_TOLERANCE, atom_mask, defect_nodes
 from definet_core.model import CompiledForward, compile_policy
 
 EDGE_KEYS = ("edge_index", "edge_image")
@@ -161,7 +161,7 @@ class Predictor:
         if self.companions:
             rebuilt: dict[tuple[float, int], list[Data]] = {}
             members = [positions, *(c._positions(self._graphs_for(c, graphs, rebuilt)) for c in self.companions)]
-            per_graph = [ensemble_mean_and_spread(list(own), g.marker != Marker.VACANCY)
+            per_graph = [ensemble_mean_and_spread(list(own), atom_mask(g.marker))
                          for g, *own in zip(graphs, *members, strict=True)]
             positions = [mean for mean, _ in per_graph]
             spreads = [spread for _, spread in per_graph]

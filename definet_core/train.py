@@ -30,7 +30,7 @@ from definet_core.architectures import build_model
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
-from definet_core.markers import Marker
+from definet_core.markers import atom_mask
 from definet_core.model import CompiledForward
 
 SCHEDULES = ("plateau", "cosine")
@@ -108,7 +108,7 @@ def position_loss(predicted: torch.Tensor, batch: Data) -> torch.Tensor:
     (a weighted mean, equal to the plain mean when every weight is 1). Vacancy nodes get weight 0 rather
     than being indexed out, so the loss never waits for the GPU (boolean indexing would).
     """
-    atom_weight = (batch.marker != Marker.VACANCY).float()
+    atom_weight = atom_mask(batch.marker).float()
     weight = getattr(batch, "loss_weight", None)
     if weight is not None:
         atom_weight = atom_weight * weight[batch.batch]
@@ -125,7 +125,7 @@ def material_weights(sets: dict[str, list[Data]]) -> dict[str, float]:
     """
     scales = {}
     for key, graphs in sets.items():
-        per_structure = [float(torch.linalg.norm(g.y - g.pos, dim=-1)[g.marker != Marker.VACANCY].mean())
+        per_structure = [float(torch.linalg.norm(g.y - g.pos, dim=-1)[atom_mask(g.marker)].mean())
                          for g in graphs]
         scales[key] = max(float(np.mean(per_structure)), 1e-4)
     counts = {key: len(graphs) for key, graphs in sets.items()}
@@ -141,7 +141,7 @@ def validation_mae(model: torch.nn.Module, graphs: list[Data], device: torch.dev
     for batch in DataLoader(graphs, batch_size=batch_size):
         batch = batch.to(device)
         error = (model(batch) - batch.y).abs().mean(dim=-1)
-        atoms = (batch.marker != Marker.VACANCY).to(error.dtype)
+        atoms = atom_mask(batch.marker).to(error.dtype)
         sums = torch.zeros(batch.num_graphs, device=device).index_add_(0, batch.batch, error * atoms)
         counts = torch.zeros(batch.num_graphs, device=device).index_add_(0, batch.batch, atoms)
         per_structure.append((sums / counts).cpu())
