@@ -24,20 +24,8 @@ LR=${LR:-5e-4}
 SEED=${SEED:-0}
 COMPILE_ARG=(); [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
 if [ -n "${INIT:-}" ]; then MODEL=(--init "$INIT"); else MODEL=(--radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30); fi
-start=$(date +%s)
-WORK=$(mktemp -d /tmp/definet-gpu.XXXX)
-mkdir -p "$OUT" "$WORK/run"
-exec > >(tee "$OUT/console.log") 2>&1
-export PYTHONUNBUFFERED=1 DEFINET_CACHE="$WORK/cache"
-if ! "$PY" -c "import pymatgen.core" 2>/dev/null && [ -d .whl ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl
-  export PYTHONPATH="$WORK/site"
-fi
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
-"$PY" -c "import torch, torch_geometric, pymatgen.core; print('torch', torch.__version__, 'pyg', torch_geometric.__version__)"
-tar -xJf "$DATA_TAR" -C "$WORK" && DATA="$WORK/$(tar -tJf "$DATA_TAR" | head -1 | cut -d/ -f1)"
-echo "data in $DATA after $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/gpu_setup.sh"
+mkdir -p "$WORK/run"
 
 CKPT="$WORK/run/definet_2d_gpu.pt"
 ( while sleep 20; do cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/" 2>/dev/null; done ) &

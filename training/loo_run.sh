@@ -23,18 +23,7 @@ PER_MODEL_MIN=${PER_MODEL_MIN:-1.5}
 NS=${NS:-10 25 50 100 400}
 EPOCHS=${EPOCHS:-40}
 COMPILE_ARG=(); [ "${COMPILE:-1}" = 1 ] && COMPILE_ARG=(--compile)
-start=$(date +%s)
-WORK=$(mktemp -d /tmp/definet-loo.XXXX)
-mkdir -p "$OUT"
-exec > >(tee "$OUT/console.log") 2>&1
-export PYTHONUNBUFFERED=1 DEFINET_CACHE="$WORK/cache"
-if ! "$PY" -c "import pymatgen.core" 2>/dev/null && [ -d .whl ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" .whl/*.whl
-  export PYTHONPATH="$WORK/site"
-fi
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
-tar -xJf "$DATA_TAR" -C "$WORK" && DATA="$WORK/$(tar -tJf "$DATA_TAR" | head -1 | cut -d/ -f1)"
-echo "data in $DATA after $(( $(date +%s) - start )) s"
+source "$(dirname "$0")/gpu_setup.sh"
 
 left_out_model() {  # material seed: trains on every set but the material's, writes $WORK/loo_<material>_<seed>.pt
   local material=$1 seed=$2 sets=()
