@@ -4,7 +4,7 @@
                                 [--threads T] [--compile auto|always|never]
 
 Runs the enumerate + predict part of the validation flow (``enumeration_job`` and
-``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs``, relaxations off) with jobflow's
+``DefiNetPredictMaker(device="cpu")`` from ``workflows.jobs.predict``, relaxations off) with jobflow's
 ``run_locally`` on the embedded SecantusDB server (a temporary data directory unless ``--data-dir``;
 there the database ``bench_scale_<n>`` is dropped first) through ``workflows.storage.stores.job_store``. With a
 server started beforehand by ``definet db start --data-dir DIR`` and ``--data-dir DIR`` here, the server
@@ -19,7 +19,7 @@ within each job, the size of the ``jobs`` collection, of the GridFS ``outputs_bl
 document, or a blob reference there and the blob in GridFS).
 
 The cases and their predictions stream through ``defect_cases`` and ``defect_predictions`` in chunks
-(``workflows.case_store``); the job outputs are small references.
+(``workflows.storage.cases``); the job outputs are small references.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ SecantusDB server (a MongoDB wire-protocol server on WiredTiger) whose data live
 WiredTiger allows one server per data directory: an exclusive lock on ``<data_dir>/server.lock``
 serialises the start decision, and a live record in ``server.json`` is always used or refused, never
 doubled. An unreachable or refusing server is a one-line :class:`DefiNetStoreError` within about
-``timeout_ms``. What is stored on the server (JobStore, validation documents) is :mod:`workflows.store`.
+``timeout_ms``. What is stored on the server (JobStore, validation documents) is :mod:`workflows.storage.stores`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The ``validation`` collection holds one document per (case_id, relaxer, checkpoint, start_policy, comparison),
 kept unique by a unique compound index; jobflow's outputs go to the ``jobs`` collection with large objects (such as
 trajectories) in the GridFS bucket ``outputs_blobs``. Which server these live on (a MongoDB URI or the
-embedded SecantusDB server) is :mod:`workflows.db_server`.
+embedded SecantusDB server) is :mod:`workflows.storage.server`.
 """
 
 from __future__ import annotations
