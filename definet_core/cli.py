@@ -171,8 +171,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     report = evaluate(args.data, args.split, args.checkpoint, args.device, args.plot)
     print(f"{'material':<24}{'n':>6}{'mae':>10}{'dummy':>10}{'ratio':>8}{'local3A':>10}{'dummy3A':>10}")
     for key, row in report.items():
+        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"  # n/a: the split's atoms do not move
         print(f"{key:<24}{row['n']:>6}{row['mae']:>10.4f}{row['dummy_mae']:>10.4f}"
-              f"{row['mae'] / row['dummy_mae']:>8.3f}{row['local_mae_3A']:>10.4f}{row['dummy_local_mae_3A']:>10.4f}")
+              f"{ratio:>8}{row['local_mae_3A']:>10.4f}{row['dummy_local_mae_3A']:>10.4f}")
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2))

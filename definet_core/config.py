@@ -31,6 +31,16 @@ class ModelConfig:
     num_elements: int = 100
     num_markers: int = 4
     aggregation_norm: float = 16.0
+    vector_clip: float = 100.0
+    """Ours: the largest norm a node's vector feature channel keeps at the end of a layer (0 or inf: none); a graph
+    whose channels exceeded it has its displacements divided by the largest excess. On the 2D training and val
+    data the shipped models reach at most 35; ``model.py`` says why a bound is needed."""
+    displacement_clip: float = 6.0
+    """Ours: the farthest (A) a node may move from its input position (0 or inf: none); the shipped models move
+    atoms at most 3.7 A on the 2D data, whose largest DFT displacement is 4.1 A."""
+    element_features: bool = False
+    """Ours: add a projection of fixed periodic-table features to the node scalars (``definet_core.elements``)
+    and start the learned element embedding at zero. Checkpoints without the field load with False."""
     arch: str = field(default="definet", metadata={"choices": ARCHS})
     edge_displacement: bool = False
     """Ours only: add the reference's per-edge radial displacement B, the coordinate step becoming (A + B) / 2."""

@@ -44,13 +44,21 @@ def structure_errors(data: Data, predicted: torch.Tensor) -> dict[str, float]:
     return result
 
 
-def average_errors(rows: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of each metric over structures (local metrics over structures that have defects); adds ``n``."""
-    summary: dict[str, float] = {"n": len(rows)}
+def average_errors(rows: list[dict[str, float]]) -> dict[str, float | None]:
+    """Mean of each metric over structures (local metrics over structures that have defects); adds ``n`` and
+    ``ratio`` (``mae_ratio`` of the means)."""
+    summary: dict[str, float | None] = {"n": len(rows)}
     for key in ("mae", "dummy_mae", "local_mae_3A", "dummy_local_mae_3A"):
         values = np.array([row[key] for row in rows], dtype=float)
         summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    summary["ratio"] = mae_ratio(summary["mae"], summary["dummy_mae"])
     return summary
+
+
+def mae_ratio(mae: float, dummy_mae: float) -> float | None:
+    """``mae / dummy_mae``, or None (null in JSON, n/a in tables) where the dummy MAE is zero or not finite: a split
+    whose atoms do not move at all has no ratio."""
+    return float(mae / dummy_mae) if np.isfinite(dummy_mae) and dummy_mae > 0 else None
 
 
 def site_displacements(start: Structure, end: Structure) -> np.ndarray:

@@ -14,7 +14,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from definet_core.applicability import domain_of
 from definet_core.architectures import build_model
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
+from definet_core.elements import add_element_features
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import atom_mask
 from definet_core.model import CompiledForward
@@ -289,6 +290,22 @@ class TrainingRun:
         return max(by_steps, self.elapsed / (60.0 * budget)) if budget else by_steps
 
 
+def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The model settings and float32 weights of a run that starts from checkpoint ``payload``: the checkpoint's
+    own, with element features added when ``requested`` asks for them and the checkpoint has none. The added
+    projection is zero and the embedding rows of elements outside the checkpoint's ``trained_elements`` are
+    zeroed (``elements.add_element_features``), so the run starts from exactly the checkpoint's function on the
+    elements it was trained on."""
+    config = ModelConfig.from_dict(payload["config"])
+    state = float32_state(payload)
+    if requested.element_features and not config.element_features:
+        if getattr(config, "arch", "definet") != "definet":
+            raise DefiNetInputError(f"--element-features: not available for the {config.arch} architecture")
+        config = replace(config, element_features=True)
+        state = add_element_features(state, config.num_elements, config.hidden, payload["trained_elements"])
+    return config, state
+
+
 def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConfig, train_config: TrainConfig,
           resume: bool = False, cache_dir: Path | None = None, progress: bool = True,
           sets: tuple[dict[str, list[Data]], dict[str, list[Data]]] | None = None,
@@ -299,7 +316,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     the saved model and optimiser settings and takes only ``epochs``, ``time_budget_min`` and ``compile`` from
     ``train_config``); ``<out>.log.jsonl`` one line per epoch. ``sets`` passes (train, val) graphs
     already loaded with the model's graph settings. ``init`` starts a new run from a checkpoint's
-    weights (fine-tuning; its model and graph settings replace ``model_config``). Returns the summary
+    weights (fine-tuning; its model and graph settings replace ``model_config``, except that
+    ``model_config.element_features`` can turn element features on: ``fine_tune_start``). Returns the summary
     (best epoch, val MAE, why it stopped).
     """
     out = Path(out)
@@ -313,10 +331,9 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs,
                                       "time_budget_min": train_config.time_budget_min,
                                       "compile": train_config.compile})
-    initial = None
+    initial_state = None
     if init is not None and saved is None:
-        initial = read_checkpoint(init)
-        model_config = ModelConfig.from_dict(initial["config"])
+        model_config, initial_state = fine_tune_start(read_checkpoint(init), model_config)
     device = resolve_device(train_config.device)
     precision = resolve_precision(train_config.precision, device)
     if device.type == "cuda":
@@ -329,7 +346,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
 
-    run = TrainingRun(model_config, train_config, device, float32_state(initial) if initial is not None else None)
+    run = TrainingRun(model_config, train_config, device, initial_state)
     if saved is not None:
         run.load(saved)
         run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
