@@ -47,6 +47,9 @@ class Domain:
     markers: tuple[int, ...]
     dimensionalities: tuple[str, ...]
     max_displacement: float
+    min_atoms: int = 0
+    """The fewest atoms of a training cell: a smaller cell is a concentrated defect, not a dilute one (0: no
+    rule, as in checkpoints written before it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the checkpoint."""
@@ -56,7 +59,7 @@ class Domain:
     def from_dict(cls, values: dict[str, Any]) -> Domain:
         """Inverse of ``to_dict``."""
         return cls(tuple(values["elements"]), tuple(values["markers"]), tuple(values["dimensionalities"]),
-                   float(values["max_displacement"]))
+                   float(values["max_displacement"]), int(values.get("min_atoms", 0)))
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,16 @@ def dimensionality(graph: Data) -> str:
 
 def domain_of(graphs: Iterable[Data]) -> Domain:
     """The domain spanned by training graphs (their targets ``y`` give the displacements)."""
-    elements, markers, kinds, largest = set(), set(), set(), 0.0
+    elements, markers, kinds, largest, fewest = set(), set(), set(), 0.0, None
     for graph in graphs:
         elements.update(int(z) for z in graph.z.unique())
         markers.update(int(m) for m in graph.marker.unique())
         kinds.add(dimensionality(graph))
         atoms = atom_mask(graph.marker)
         largest = max(largest, float(torch.linalg.norm(graph.y - graph.pos, dim=-1)[atoms].max()))
-    return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest)
+        count = int(atoms.sum())
+        fewest = count if fewest is None else min(fewest, count)
+    return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest, fewest or 0)
 
 
 def _symbols(numbers: Iterable[int]) -> str:
@@ -114,6 +119,9 @@ def input_reasons(graph: Data, domain: Domain) -> list[str]:
     kind = dimensionality(graph)
     if kind not in domain.dimensionalities:
         reasons.append(f"{kind} host; trained on {', '.join(domain.dimensionalities)} hosts only")
+    atoms = int(atom_mask(graph.marker).sum())
+    if atoms < domain.min_atoms:
+        reasons.append(f"{atoms} atoms: smaller than every training cell ({domain.min_atoms} atoms or more)")
     return reasons
 
 

@@ -47,7 +47,24 @@ def test_domain_of_training_graphs():
     assert domain.dimensionalities == ("2D",)
     largest = max(float(torch.linalg.norm(g.y - g.pos, dim=-1).max()) for g in graphs)
     assert domain.max_displacement == pytest.approx(largest)
+    assert domain.min_atoms == min(int((g.marker != Marker.VACANCY).sum()) for g in graphs)
     assert Domain.from_dict(domain.to_dict()) == domain
+    old = {k: v for k, v in domain.to_dict().items() if k != "min_atoms"}  # checkpoints written before the rule
+    assert Domain.from_dict(old).min_atoms == 0
+
+
+def test_a_cell_smaller_than_every_training_cell_is_out_of_domain():
+    """A 7-atom cell with one vacancy is 1/8 vacant: a concentrated defect, not what a dilute-defect model knows."""
+    graph = copper_vacancy_graph()  # 31 atoms
+    domain = Domain(elements=(29,), markers=(0, 2), dimensionalities=("bulk",), max_displacement=0.05, min_atoms=31)
+    assert judge(graph, graph.pos, domain).in_domain
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    tiny = host.copy()
+    tiny.make_supercell([2, 1, 1])
+    tiny.remove_sites([0])
+    tiny_graph = build_graph(defect_nodes(tiny, host), 5.0, 24)
+    verdict = judge(tiny_graph, tiny_graph.pos, domain)
+    assert verdict.reasons == ("7 atoms: smaller than every training cell (31 atoms or more)",)
 
 
 def test_an_in_domain_prediction_has_no_reasons():
