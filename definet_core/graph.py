@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from pymatgen.core import Lattice
 from pymatgen.optimization.neighbors import find_points_in_spheres
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
 from definet_core.markers import DefectNodes
 
@@ -77,3 +77,14 @@ def graph_to_arrays(graph: Data) -> dict:
 def graph_from_arrays(values: dict) -> Data:
     """The graph that ``graph_to_arrays`` gave ``values`` for."""
     return Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in values.items()})
+
+
+def periodic_frame(batch: Batch) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(graph index of each node, number of graphs, Cartesian shift of each edge's periodic image (E, 3) in the dtype
+    of ``batch.pos``): what a model needs to rebuild edge vectors ``pos[src] + shift - pos[dst]`` as it moves the
+    atoms, for one graph or a batch."""
+    node_batch = batch.batch if batch.batch is not None else torch.zeros_like(batch.z)
+    num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else 1
+    cell = batch.cell.to(batch.pos.dtype)
+    shift = torch.einsum("ei,eij->ej", batch.edge_image.to(batch.pos.dtype), cell[node_batch[batch.edge_index[0]]])
+    return node_batch, num_graphs, shift

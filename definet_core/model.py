@@ -40,6 +40,7 @@ from torch_geometric.utils import scatter
 from definet_core.config import ModelConfig
 from definet_core.elements import ElementFeatures
 from definet_core.errors import DefiNetInputError
+from definet_core.graph import periodic_frame
 from definet_core.reference_model import EdgeDisplacement
 
 
@@ -185,11 +186,7 @@ class DefiNet(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Predicted positions (N, 3), in the dtype of ``batch.pos``."""
         pos = batch.pos
-        node_batch = batch.batch if batch.batch is not None else torch.zeros_like(batch.z)
-        num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else 1
-        src = batch.edge_index[0]
-        cell = batch.cell.to(pos.dtype)
-        edge_shift = torch.einsum("ei,eij->ej", batch.edge_image.to(pos.dtype), cell[node_batch[src]])
+        node_batch, num_graphs, edge_shift = periodic_frame(batch)
         s = self.element_embedding(batch.z)
         if self.element_features is not None:
             s = s + self.element_features(batch.z)

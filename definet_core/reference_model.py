@@ -38,6 +38,7 @@ from torch_geometric.data import Batch
 from torch_geometric.utils import scatter
 
 from definet_core.config import ModelConfig
+from definet_core.graph import periodic_frame
 
 BASIS_SPAN = 30.0
 """Distance (A) that the reference Gaussians and their envelope span (edges stop at ``ModelConfig.radius``)."""
@@ -227,11 +228,7 @@ class ReferenceDefiNet(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Predicted positions (N, 3), in the dtype of ``batch.pos``."""
         pos = batch.pos
-        node_batch = batch.batch if batch.batch is not None else torch.zeros_like(batch.z)
-        num_graphs = int(batch.num_graphs) if hasattr(batch, "num_graphs") else 1
-        src = batch.edge_index[0]
-        cell = batch.cell.to(pos.dtype)
-        edge_shift = torch.einsum("ei,eij->ej", batch.edge_image.to(pos.dtype), cell[node_batch[src]])
+        node_batch, num_graphs, edge_shift = periodic_frame(batch)
         marker_table = self.marker_embedding.weight
         s = self.input_map(torch.cat([self.element_embedding(batch.z), marker_table[batch.marker]], dim=-1))
         v = pos.new_zeros(pos.shape[0], 3, self.config.hidden)
