@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from pymatgen.core import Element
-from scipy.spatial.transform import Rotation
 from torch_geometric.data import Batch
 
 from definet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
@@ -56,23 +55,6 @@ def featured_model():
     for p in net.parameters():
         p.data += 0.05 * torch.randn_like(p)
     return net.eval()
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_equivariance_holds_with_element_features(featured_model, seed):
-    batch = random_batch(seed)
-    with torch.no_grad():
-        reference = featured_model(batch)
-    assert (reference - batch.pos).abs().max() > 1e-4
-    rotation = torch.tensor(Rotation.random(random_state=seed).as_matrix())
-    reflection = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
-    for matrix in (rotation, reflection @ rotation):
-        shift = torch.tensor([-0.3, 1.7, 0.9], dtype=torch.float64)
-        moved = batch.clone()
-        moved.pos = batch.pos @ matrix.T + shift
-        moved.cell = batch.cell @ matrix.T
-        with torch.no_grad():
-            assert torch.allclose(featured_model(moved), reference @ matrix.T + shift, atol=1e-10)
 
 
 def test_the_features_change_the_prediction_of_a_node(featured_model):

@@ -1,13 +1,15 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
 from torch_geometric.data import Batch
 
+from definet_core.architectures import build_model
 from definet_core.config import ModelConfig
 from definet_core.graph import build_graph
-from definet_core.markers import defect_nodes
-from definet_core.model import DefiNet
+from definet_core.markers import Marker, defect_nodes
 from tests.conftest import random_defect_cell
 
 CONFIG = ModelConfig(hidden=16, layers=3, num_rbf=8, radius=5.0, max_neighbors=20)
@@ -25,10 +27,16 @@ def random_batch(seed):
     return batch
 
 
-@pytest.fixture(scope="module")
-def model():
+VARIANTS = {"definet": CONFIG, "edge_displacement": replace(CONFIG, edge_displacement=True),
+            "element_features": replace(CONFIG, element_features=True),
+            "reference": replace(CONFIG, arch="reference", num_rbf=16)}
+"""Every architecture and option that touches vectors: the equivariance tests below run on each."""
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def model(request):
     torch.manual_seed(0)
-    net = DefiNet(CONFIG).double()
+    net = build_model(VARIANTS[request.param]).double()
     for p in net.parameters():  # larger weights than at init, so every path contributes
         p.data += 0.05 * torch.randn_like(p)
     return net.eval()
@@ -69,6 +77,17 @@ def test_permutation_equivariance(model):
         reference = model(Batch.from_data_list([graph]))
         prediction = model(Batch.from_data_list([permuted]))
     assert torch.allclose(prediction, reference[perm], atol=1e-10)
+
+
+def test_vacancy_nodes_move_and_pass_on_their_markers(model):
+    batch = random_batch(4)
+    vacancy = batch.marker == Marker.VACANCY
+    assert vacancy.any()
+    with torch.no_grad():
+        reference = model(batch)
+        assert (reference[vacancy] - batch.pos[vacancy]).abs().max() > 1e-4
+        batch.marker = torch.zeros_like(batch.marker)
+        assert not torch.allclose(model(batch), reference)
 
 
 def test_markers_change_the_prediction_where_the_defects_are():

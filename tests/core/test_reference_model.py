@@ -1,12 +1,11 @@
-"""The reference DefiNet (arch="reference") and our model's edge_displacement option: exact E(3) equivariance,
-checkpoints, the Predictor, the train CLI, and the reference size."""
+"""The reference DefiNet (arch="reference") and our model's edge_displacement option: their parts, checkpoints,
+the Predictor, the train CLI and the reference size (their equivariance is tested in test_model.py)."""
 
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
 from torch_geometric.data import Batch
 
 from definet_core.__main__ import main
@@ -15,7 +14,6 @@ from definet_core.checkpoint import load_model, save_checkpoint
 from definet_core.cli import parse_bool
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
-from definet_core.markers import Marker
 from definet_core.model import DefiNet
 from definet_core.predict import Predictor
 from definet_core.reference_model import GaussianBasis, ReferenceDefiNet, VectorActivation
@@ -25,62 +23,6 @@ from tests.core.test_model import CONFIG, random_batch
 CONFIGS = {"reference": replace(CONFIG, arch="reference", num_rbf=16),
            "edge_displacement": replace(CONFIG, edge_displacement=True)}
 TINY_REFERENCE = replace(TINY_CONFIG, arch="reference")
-
-
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
-def model(request):
-    torch.manual_seed(0)
-    net = build_model(CONFIGS[request.param]).double()
-    for p in net.parameters():  # larger weights than at init, so every path contributes
-        p.data += 0.05 * torch.randn_like(p)
-    return net.eval()
-
-
-@pytest.mark.parametrize("seed", [0, 1])
-def test_rotation_reflection_translation_equivariance(model, seed):
-    batch = random_batch(seed)
-    with torch.no_grad():
-        reference = model(batch)
-    assert (reference - batch.pos).abs().max() > 1e-4  # the model moves atoms
-    rotation = torch.tensor(Rotation.random(random_state=seed).as_matrix())
-    reflection = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
-    for matrix in (rotation, reflection @ rotation):
-        shift = torch.tensor([1.3, -0.7, 2.9], dtype=torch.float64)
-        moved = batch.clone()
-        moved.pos = batch.pos @ matrix.T + shift
-        moved.cell = batch.cell @ matrix.T
-        with torch.no_grad():
-            prediction = model(moved)
-        assert torch.allclose(prediction, reference @ matrix.T + shift, atol=1e-10)
-
-
-def test_permutation_equivariance(model):
-    graph = random_batch(3).get_example(0)
-    n = graph.num_nodes
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    inverse = torch.empty_like(perm)
-    inverse[perm] = torch.arange(n)
-    permuted = graph.clone()
-    for key in ("z", "marker", "pos", "site_index"):
-        permuted[key] = graph[key][perm]
-    permuted.edge_index = inverse[graph.edge_index]
-    edge_perm = torch.randperm(graph.edge_index.shape[1], generator=torch.Generator().manual_seed(1))
-    permuted.edge_index, permuted.edge_image = permuted.edge_index[:, edge_perm], graph.edge_image[edge_perm]
-    with torch.no_grad():
-        reference = model(Batch.from_data_list([graph]))
-        prediction = model(Batch.from_data_list([permuted]))
-    assert torch.allclose(prediction, reference[perm], atol=1e-10)
-
-
-def test_markers_change_the_prediction_and_vacancy_nodes_move(model):
-    batch = random_batch(4)
-    vacancy = batch.marker == Marker.VACANCY
-    assert vacancy.any()
-    with torch.no_grad():
-        reference = model(batch)
-        assert (reference[vacancy] - batch.pos[vacancy]).abs().max() > 1e-4
-        batch.marker = torch.zeros_like(batch.marker)
-        assert not torch.allclose(model(batch), reference)
 
 
 def test_edge_displacement_moves_atoms_along_bonds_and_off_is_todays_model():
