@@ -46,11 +46,15 @@ def structure_errors(data: Data, predicted: torch.Tensor) -> dict[str, float]:
 
 def average_errors(rows: list[dict[str, float]]) -> dict[str, float | None]:
     """Mean of each metric over structures (local metrics over structures that have defects); adds ``n`` and
-    ``ratio`` (``mae_ratio`` of the means)."""
+    ``ratio`` (``mae_ratio`` of the means). A structure whose prediction is not finite makes ``mae`` NaN rather
+    than dropping out of the mean: a split with a diverged prediction is not reported as a good one."""
     summary: dict[str, float | None] = {"n": len(rows)}
     for key in ("mae", "dummy_mae", "local_mae_3A", "dummy_local_mae_3A"):
         values = np.array([row[key] for row in rows], dtype=float)
-        summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        if key.startswith("local") or key.startswith("dummy_local"):  # NaN: a structure without defects
+            summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        else:
+            summary[key] = float(values.mean()) if len(values) else float("nan")
     summary["ratio"] = mae_ratio(summary["mae"], summary["dummy_mae"])
     return summary
 

@@ -4,6 +4,7 @@ import argparse
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from definet_core.cli import add_core_commands, run_handler
@@ -23,6 +24,14 @@ def test_the_ratio_is_none_without_a_dummy_error():
     moved = [{"mae": 0.01, "dummy_mae": 0.04, "local_mae_3A": 0.02, "dummy_local_mae_3A": 0.05}]
     assert average_errors(moved)["ratio"] == pytest.approx(0.25)
     assert mae_ratio(0.1, float("nan")) is None and mae_ratio(0.0, 0.0) is None
+
+
+def test_a_diverged_prediction_is_not_dropped_from_the_mean():
+    good = {"mae": 0.01, "dummy_mae": 0.04, "local_mae_3A": float("nan"), "dummy_local_mae_3A": float("nan")}
+    diverged = {**good, "mae": float("nan"), "local_mae_3A": 0.02, "dummy_local_mae_3A": 0.05}
+    summary = average_errors([good, diverged])
+    assert np.isnan(summary["mae"]) and summary["ratio"] != summary["ratio"]  # NaN, reported as such
+    assert summary["local_mae_3A"] == pytest.approx(0.02)  # local metrics: over the structures with defects
 
 
 def test_evaluate_reports_a_split_whose_atoms_do_not_move(tmp_path, cache_dir, tiny_checkpoint, capsys):
