@@ -32,6 +32,12 @@ def starts_from_prediction(start: str, in_domain: bool) -> bool:
     return check_start(start) == "prediction" or (start == "auto" and in_domain)
 
 
+def main_start(start: str, in_domain: bool) -> str:
+    """Where a case's main relaxation starts under the policy: ``prediction`` or ``unrelaxed`` (what documents
+    record as ``start``)."""
+    return "prediction" if starts_from_prediction(start, in_domain) else "unrelaxed"
+
+
 def relaxation_starts(start: str, comparison: bool, predicted: PredictedCase) -> tuple[bool, bool]:
     """(relax from the prediction, relax from the unrelaxed cell) for one case under the policy."""
     use_prediction = starts_from_prediction(start, predicted.in_domain)

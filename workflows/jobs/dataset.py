@@ -18,15 +18,14 @@ from workflows.jobs.fan_out import fan_out, relaxation_summaries
 from workflows.relaxers.makers import relaxer_settings
 from workflows.schemas.dataset import DatasetDocument
 from workflows.schemas.prediction import PredictionJobOutput
-from workflows.starts import relaxation_starts, starts_from_prediction
+from workflows.starts import main_start, relaxation_starts
 from workflows.storage.cases import (
     CaseSet,
     database_of,
     discard,
     read_case_ids,
     read_cases_with_predictions,
-    read_spreads,
-    read_verdicts,
+    read_prediction_fields,
 )
 
 
@@ -48,15 +47,14 @@ def relax_and_record_dataset(recipe: Recipe, cases: CaseSet, prediction_job: Pre
     ids = read_case_ids(location, cases)
     with RecipeRegistry(*location) as registry:
         registry.register(recipe.name, recipe.content_hash, recipe.model_dump(mode="json"), ids)
-    verdicts = read_verdicts(location, prediction_job.prediction_id)
+    predicted = read_prediction_fields(location, prediction_job.prediction_id, ("in_domain", "spread"))
     documented = documented_keys(CURRENT_JOB.store, DatasetStore, ("structure_id", "start"), "structure_id", ids,
                                  {"recipe": recipe.name, "relaxer": relaxer, "status": {"$ne": "failed"}})
-    done = {case_id for case_id in ids
-            if (case_id, "prediction" if starts_from_prediction(start, verdicts[case_id]) else "unrelaxed")
-            in documented}
+    done = {case_id for case_id in ids if (case_id, main_start(start, predicted[case_id]["in_domain"])) in documented}
     todo = [case_id for case_id in ids if case_id not in done]
     if select is not None:
-        todo = most_uncertain(read_spreads(location, prediction_job.prediction_id), todo, select - len(done))
+        spreads = {case_id: fields["spread"] for case_id, fields in predicted.items()}
+        todo = most_uncertain(spreads, todo, select - len(done))
     settings = relaxer_settings(relaxer, relax_maker)
     selection = "first" if select is None else "spread"
     return fan_out(location, cases, todo, prediction_job, relax_maker,
@@ -93,10 +91,9 @@ def record_dataset(recipe: Recipe, cases: CaseSet, case_ids: list[str], predicti
     pairs = read_cases_with_predictions(location, cases, prediction_job.prediction_id, case_ids)
     docs = []
     for (case, predicted), p, u in zip(pairs, from_prediction, from_unrelaxed, strict=True):
-        wanted = relaxation_starts(start, False, predicted)
-        (from_p, from_u), errors = relaxation_summaries((p, u), wanted)
+        (from_p, from_u), errors = relaxation_summaries((p, u), relaxation_starts(start, False, predicted))
         docs.append(DatasetDocument.from_relaxation(recipe, case, predicted, prediction_job, relaxer, settings, start,
-                                                    wanted[0], from_p or from_u, errors, selection).model_dump())
+                                                    from_p or from_u, errors, selection).model_dump())
     upsert_documents(CURRENT_JOB.store, docs, DatasetStore)
     discard(location, cases, prediction_job.prediction_id)
     return docs

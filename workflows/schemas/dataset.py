@@ -12,6 +12,7 @@ from workflows.defects.enumeration import DefectCase
 from workflows.defects.recipes import Recipe
 from workflows.schemas.prediction import PredictedCase, PredictionJobOutput
 from workflows.schemas.relaxation import RelaxationSummary
+from workflows.starts import main_start, starts_from_prediction
 from workflows.versions import definet_version
 
 
@@ -63,15 +64,16 @@ class DatasetDocument(BaseModel):
     @classmethod
     def from_relaxation(cls, recipe: Recipe, case: DefectCase, predicted: PredictedCase,
                         prediction_job: PredictionJobOutput, relaxer: str, settings: dict[str, Any], start_policy: str,
-                        from_prediction: bool, relaxation: RelaxationSummary | None, errors: list[str],
+                        relaxation: RelaxationSummary | None, errors: list[str],
                         selection: str = "first") -> DatasetDocument:
-        """The document of one structure: what was generated, where its relaxation started (the prediction when
-        ``from_prediction``), and what came out (``relaxation``; None when it failed, with ``errors``)."""
+        """The document of one structure: what was generated, where its relaxation started (as ``start_policy``
+        decides from the verdict), and what came out (``relaxation``; None when it failed, with ``errors``)."""
+        from_prediction = starts_from_prediction(start_policy, predicted.in_domain)
         doc = cls(
             recipe=recipe.name, recipe_hash=recipe.content_hash, structure_id=case.case_id, host_id=case.host_id,
             supercell_matrix=case.supercell_matrix, defects=[d.model_dump() for d in case.defects],
             defect_name=case.name, formula=case.structure.composition.formula, num_atoms=len(case.structure),
-            relaxer=relaxer, relaxer_settings=settings, start="prediction" if from_prediction else "unrelaxed",
+            relaxer=relaxer, relaxer_settings=settings, start=main_start(start_policy, predicted.in_domain),
             start_policy=start_policy, checkpoint=prediction_job.predictor_id if from_prediction else None,
             in_domain=predicted.in_domain, domain_reasons=predicted.domain_reasons,
             status="failed" if errors or relaxation is None else "complete", errors=errors,

@@ -12,7 +12,7 @@ from definet_core.metrics import component_mae, max_site_distance
 from workflows.defects.enumeration import DefectCase
 from workflows.schemas.prediction import PredictedCase, PredictionJobOutput
 from workflows.schemas.relaxation import RelaxationSummary
-from workflows.starts import starts_from_prediction
+from workflows.starts import main_start
 from workflows.versions import definet_version
 
 SAME_MINIMUM_ENERGY_EV = 0.01
@@ -81,7 +81,7 @@ class ValidationDocument(BaseModel):
         reference = from_unrelaxed or from_prediction
         doc = cls(
             case_id=case.case_id, host_id=case.host_id, checkpoint=prediction_job.predictor_id, relaxer=relaxer,
-            start="prediction" if starts_from_prediction(start_policy, predicted.in_domain) else "unrelaxed",
+            start=main_start(start_policy, predicted.in_domain),
             start_policy=start_policy, comparison=comparison, status="failed" if errors else "complete",
             errors=errors, prediction_spread=predicted.spread, in_domain=predicted.in_domain,
             domain_reasons=predicted.domain_reasons, relaxer_settings=settings,

@@ -154,22 +154,13 @@ def discard(location: tuple[str, str], case_set: CaseSet, prediction_id: str) ->
         return cases.remove({"set_id": case_set.set_id}), predictions.remove({"prediction_id": prediction_id})
 
 
-def read_prediction_field(location: tuple[str, str], prediction_id: str, field: str) -> dict[str, Any]:
-    """One field of every prediction of the job ``prediction_id`` (None where absent), by case id, read without
-    the structures."""
+def read_prediction_fields(location: tuple[str, str], prediction_id: str,
+                           fields: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Some fields of every prediction of the job ``prediction_id`` (None where absent), by case id, read in one
+    pass without the structures (e.g. ``in_domain`` and ``spread``)."""
     with PredictionCollection(*location) as collection:
-        return {doc["case_id"]: doc.get(field)
-                for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", field])}
-
-
-def read_spreads(location: tuple[str, str], prediction_id: str) -> dict[str, float | None]:
-    """Each case's ensemble spread from the prediction job ``prediction_id`` (None without companions)."""
-    return read_prediction_field(location, prediction_id, "spread")
-
-
-def read_verdicts(location: tuple[str, str], prediction_id: str) -> dict[str, bool]:
-    """Each case's verdict (in domain or not) from the prediction job ``prediction_id``."""
-    return read_prediction_field(location, prediction_id, "in_domain")
+        return {doc["case_id"]: {field: doc.get(field) for field in fields}
+                for doc in collection.iterate({"prediction_id": prediction_id}, ["case_id", *fields])}
 
 
 def prune_stale(location: tuple[str, str], older_than_days: float) -> dict[str, int]:

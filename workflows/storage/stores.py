@@ -170,7 +170,7 @@ class KeyedStore:
 
     def find_in(self, **allowed: list[str] | None) -> list[dict]:
         """Documents whose every named field is one of its allowed values (a None or empty list: any value)."""
-        return self.find({field: {"$in": list(values)} for field, values in allowed.items() if values})
+        return self.find(in_criteria(**allowed))
 
     def remove(self, criteria: dict[str, Any]) -> int:
         """Delete the documents matching ``criteria`` (which must not be empty); how many there were."""
@@ -183,6 +183,11 @@ class KeyedStore:
         """Number of documents (matching ``criteria``)."""
         self.connect()
         return self.store.count(criteria)
+
+
+def in_criteria(**allowed: list[str] | None) -> dict[str, Any]:
+    """A query: every named field one of its allowed values (a None or empty list: any value)."""
+    return {field: {"$in": list(values)} for field, values in allowed.items() if values}
 
 
 def drop_stale_unique_indexes(collection: Any, key: tuple[str, ...]) -> None:
@@ -208,8 +213,10 @@ class ValidationStore(KeyedStore):
         """Documents whose ``host_id`` is in ``hosts``, ``relaxer`` in ``relaxers`` and ``start_policy`` in
         ``start_policies`` (None or empty: any), with ``comparison`` as given (None: either), sorted by the key,
         without Mongo's ``_id``."""
-        docs = self.find_in(host_id=hosts, relaxer=relaxers, start_policy=start_policies)
-        return [doc for doc in docs if comparison is None or doc.get("comparison", True) == comparison]
+        criteria = in_criteria(host_id=hosts, relaxer=relaxers, start_policy=start_policies)
+        if comparison is not None:  # documents from before the field existed ran the comparison
+            criteria["comparison"] = {"$ne": False} if comparison else False
+        return self.find(criteria)
 
 
 class DatasetStore(KeyedStore):
