@@ -23,36 +23,38 @@ import numpy as np
 
 from definet_core.applicability import judge
 from definet_core.dataset import load_dataset
-from definet_core.metrics import structure_errors
-from definet_core.predict import Predictor
-
-
-def member_positions(data: Path, predictor: Predictor) -> dict[str, list]:
-    """Each val set's predicted node positions by one model, read with that model's own graph settings."""
-    sets = load_dataset([data], "val", predictor.config.radius, predictor.config.max_neighbors, progress=False)
-    return {key: predictor.predict_graphs(graphs) for key, graphs in sets.items()}
+from definet_core.graph import regraph
+from definet_core.markers import atom_mask
+from definet_core.metrics import mae_ratio, structure_errors
+from definet_core.predict import Predictor, ensemble_mean_and_spread
 
 
 def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str], dict]) -> list[dict[str, Any]]:
     """One row per val pair: group, host, atoms_id, natoms, dummy/DefiNet/CHGNet MAE, the verdict. With companions
-    the prediction is the members' mean, as the flows use it (nodes are the same whatever the graph settings)."""
-    sets = load_dataset([data], "val", predictor.config.radius, predictor.config.max_neighbors, progress=False)
-    members = [member_positions(data, model) for model in [predictor, *predictor.companions]]
+    the prediction is the members' mean, as the flows use it (companions with other graph settings read rebuilt
+    graphs of the same nodes)."""
+    config = predictor.config
+    sets = load_dataset([data], "val", config.radius, config.max_neighbors, progress=False)
     rows = []
     for key, graphs in sets.items():
         group, host = key.split("/", 1)
-        for index, graph in enumerate(graphs):
-            position = sum(member[key][index] for member in members) / len(members)
+        members = [predictor.predict_graphs(graphs)]
+        for companion in predictor.companions:
+            own = (companion.config.radius, companion.config.max_neighbors)
+            same = own == (config.radius, config.max_neighbors)
+            members.append(companion.predict_graphs(graphs if same else [regraph(g, *own) for g in graphs]))
+        for graph, *positions in zip(graphs, *members, strict=True):
+            position, _ = ensemble_mean_and_spread(positions, atom_mask(graph.marker))
             errors = structure_errors(graph, position)
             verdict = judge(graph, position, predictor.domain)
             measured = chgnet.get((group, host, graph.atoms_id), {})
             dummy = errors["dummy_mae"]
             rows.append({"group": group, "host": host, "atoms_id": graph.atoms_id,
                          "natoms": int((graph.site_index >= 0).sum()), "dummy_mae": dummy, "mae": errors["mae"],
-                         "ratio": errors["mae"] / dummy if dummy > 0 else None,
+                         "ratio": mae_ratio(errors["mae"], dummy),
                          "in_domain": verdict.in_domain, "reasons": list(verdict.reasons),
                          "chgnet_mae": measured.get("chgnet_mae"),
-                         "chgnet_ratio": measured["chgnet_mae"] / dummy if measured and dummy > 0 else None})
+                         "chgnet_ratio": mae_ratio(measured["chgnet_mae"], dummy) if measured else None})
     return rows
 
 
@@ -67,8 +69,8 @@ def host_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mae = float(np.mean([r["mae"] for r in members]))
         chgnet = [r["chgnet_mae"] for r in members if r["chgnet_mae"] is not None]
         table.append({"group": group, "host": host, "n": len(members), "dummy_mae": dummy, "mae": mae,
-                      "ratio": mae / dummy if dummy > 0 else None,
-                      "chgnet_ratio": float(np.mean(chgnet)) / dummy if chgnet and dummy > 0 else None,
+                      "ratio": mae_ratio(mae, dummy),
+                      "chgnet_ratio": mae_ratio(float(np.mean(chgnet)), dummy) if chgnet else None,
                       "chgnet_n": len(chgnet), "in_domain": sum(r["in_domain"] for r in members)})
     return table
 

@@ -31,20 +31,25 @@ from torch_geometric.data import Data
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
+from definet_core.graph import regraph
 from definet_core.markers import atom_mask
 from definet_core.metrics import average_errors, structure_errors
-from definet_core.predict import Predictor
+from definet_core.predict import Predictor, ensemble_mean_and_spread
 from definet_core.train import TrainConfig, state_path, train
 
 RANDOM_DRAWS = 3
 
 
-def ratio(checkpoint: str | Path, graphs: list[Data]) -> float:
-    """Mean MAE over mean unrelaxed MAE of ``checkpoint`` on ``graphs``."""
+def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int]) -> float:
+    """Mean MAE over mean unrelaxed MAE of ``checkpoint`` on ``graphs`` (built with ``settings``: radius, neighbours;
+    rebuilt for a checkpoint whose graph settings differ)."""
     predictor = Predictor(checkpoint, device="auto")
+    own = (predictor.config.radius, predictor.config.max_neighbors)
+    if own != settings:
+        graphs = [regraph(g, *own) for g in graphs]
     errors = average_errors([structure_errors(g, p) for g, p in zip(graphs, predictor.predict_graphs(graphs),
                                                                    strict=True)])
-    return errors["mae"] / errors["dummy_mae"]
+    return errors["ratio"]
 
 
 def split_subset(graphs: list[Data]) -> tuple[list[Data], list[Data]]:
@@ -72,8 +77,8 @@ def trained(graphs: list[Data], key: str, out: Path, config: ModelConfig, option
 def spreads(first: str | Path, second: str | Path, graphs: list[Data]) -> np.ndarray:
     """Mean |dx|,|dy|,|dz| between two models' predictions over each graph's real atoms."""
     a, b = (Predictor(c, device="auto").predict_graphs(graphs) for c in (first, second))
-    return np.array([float((p - q).abs()[atom_mask(g.marker)].mean()) for g, p, q in zip(graphs, a, b,
-                                                                                              strict=True)])
+    return np.array([ensemble_mean_and_spread([p, q], atom_mask(g.marker))[1] for g, p, q in zip(graphs, a, b,
+                                                                                                 strict=True)])
 
 
 def pairs_needed(ns: list[int], ratios: list[float], target: float) -> float | None:
@@ -96,19 +101,22 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
     train_graphs = next(iter(load_dataset([root], "train", config.radius, config.max_neighbors).values()))
     val = next(iter(load_dataset([root], "val", config.radius, config.max_neighbors).values()))
     key = options.material
+    settings = (config.radius, config.max_neighbors)
     order = np.random.default_rng(options.seed).permutation(len(train_graphs))
     workdir = options.workdir / options.material.replace("/", "_")
     workdir.mkdir(parents=True, exist_ok=True)
     options.ns = [n for n in options.ns if n <= len(train_graphs)]
     result: dict[str, Any] = {"material": key, "base": str(options.base), "ns": options.ns,
-                              "zero_shot_ratio": ratio(options.base, val),
-                              "reference": options.reference, "reference_ratio": ratio(options.reference, val),
+                              "zero_shot_ratio": ratio(options.base, val, settings),
+                              "reference": options.reference,
+                              "reference_ratio": ratio(options.reference, val, settings),
                               "fine_tuned": [], "scratch": []}
     for n in options.ns:
         subset = [train_graphs[i] for i in order[:n]]
         result["fine_tuned"].append(ratio(trained(subset, key, workdir / f"ft_{n}.pt", config, options,
-                                                  options.base), val))
-        result["scratch"].append(ratio(trained(subset, key, workdir / f"scratch_{n}.pt", config, options, None), val))
+                                                  options.base), val, settings))
+        result["scratch"].append(ratio(trained(subset, key, workdir / f"scratch_{n}.pt", config, options, None), val,
+                                       settings))
         print(f"{key} N={n}: fine-tuned {result['fine_tuned'][-1]:.3f}, scratch {result['scratch'][-1]:.3f}",
               flush=True)
     for target in (0.6, 0.5):
@@ -119,12 +127,13 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
         result["selection"] = {}
         for n in [n for n in options.spread_ns if n <= len(train_graphs)]:  # a pool larger than N
             chosen = [train_graphs[i] for i in ranked[:n]]
-            by_spread = ratio(trained(chosen, key, workdir / f"spread_{n}.pt", config, options, options.base), val)
+            by_spread = ratio(trained(chosen, key, workdir / f"spread_{n}.pt", config, options, options.base), val,
+                              settings)
             draws = []
             for draw in range(1, RANDOM_DRAWS + 1):
                 picked = np.random.default_rng(100 + draw).choice(len(train_graphs), n, replace=False)
                 draws.append(ratio(trained([train_graphs[i] for i in picked], key, workdir / f"random_{n}_{draw}.pt",
-                                           config, options, options.base), val))
+                                           config, options, options.base), val, settings))
             result["selection"][str(n)] = {"spread": by_spread, "random": draws}
     return result
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from definet_core.config import ARCHS, ModelConfig
-from definet_core.errors import DefiNetInputError
 from definet_core.model import DefiNet
 from definet_core.reference_model import ReferenceDefiNet
 
@@ -15,7 +14,6 @@ assert set(_CLASSES) == set(ARCHS)
 
 
 def build_model(config: ModelConfig) -> Model:
-    """A freshly initialised model of ``config.arch`` (``definet``: ours, ``reference``: the paper's)."""
-    if config.arch not in _CLASSES:
-        raise DefiNetInputError(f"model arch {config.arch!r}: expected one of {', '.join(ARCHS)}")
+    """A freshly initialised model of ``config.arch`` (``definet``: ours, ``reference``: the paper's; ``ModelConfig``
+    refuses any other)."""
     return _CLASSES[config.arch](config)

@@ -110,18 +110,11 @@ class ElementFeatures(nn.Module):
         return self.projection(self.table[z])
 
 
-FEATURE_KEYS = ("element_features.table", "element_features.projection.weight")
-"""The state-dict entries that a DefiNet with ``element_features`` has and one without lacks."""
-
-
 def add_element_features(state: dict[str, torch.Tensor], num_elements: int, hidden: int,
                          trained_elements: list[int]) -> dict[str, torch.Tensor]:
     """The weights of a checkpoint without element features, made loadable by a model with them, computing the
     same function on the ``trained_elements``: the projection is zero, and the learned embedding rows of the
-    other elements (never trained, so random) are zeroed, as a model with features starts them. A state that
-    already has the features is returned as it is."""
-    if all(key in state for key in FEATURE_KEYS):
-        return state
+    other elements (never trained, so random) are zeroed, as a model with features starts them."""
     state = dict(state)
     state["element_features.table"] = element_feature_table(num_elements)
     state["element_features.projection.weight"] = torch.zeros(hidden, NUM_FEATURES)

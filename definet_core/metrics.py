@@ -49,12 +49,12 @@ def average_errors(rows: list[dict[str, float]]) -> dict[str, float | None]:
     ``ratio`` (``mae_ratio`` of the means). A structure whose prediction is not finite makes ``mae`` NaN rather
     than dropping out of the mean: a split with a diverged prediction is not reported as a good one."""
     summary: dict[str, float | None] = {"n": len(rows)}
-    for key in ("mae", "dummy_mae", "local_mae_3A", "dummy_local_mae_3A"):
+    for key in ("mae", "dummy_mae"):
         values = np.array([row[key] for row in rows], dtype=float)
-        if key.startswith("local") or key.startswith("dummy_local"):  # NaN: a structure without defects
-            summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-        else:
-            summary[key] = float(values.mean()) if len(values) else float("nan")
+        summary[key] = float(values.mean()) if len(values) else float("nan")
+    for key in ("local_mae_3A", "dummy_local_mae_3A"):  # NaN for a structure without defects: left out
+        values = np.array([row[key] for row in rows], dtype=float)
+        summary[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     summary["ratio"] = mae_ratio(summary["mae"], summary["dummy_mae"])
     return summary
 
