@@ -48,6 +48,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise DefiNetInputError(f"model arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.element_features and self.arch != "definet":
+            raise DefiNetInputError(f"--element-features: not available for the {self.arch} architecture")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and logs."""

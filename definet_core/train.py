@@ -299,9 +299,7 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     config = ModelConfig.from_dict(payload["config"])
     state = float32_state(payload)
     if requested.element_features and not config.element_features:
-        if config.arch != "definet":
-            raise DefiNetInputError(f"--element-features: not available for the {config.arch} architecture")
-        config = replace(config, element_features=True)
+        config = replace(config, element_features=True)  # ModelConfig refuses it for the reference architecture
         state = add_element_features(state, config.num_elements, config.hidden, payload["trained_elements"])
     return config, state
 
