@@ -25,7 +25,7 @@ from definet_core.applicability import judge
 from definet_core.dataset import load_dataset
 from definet_core.graph import regraph
 from definet_core.markers import atom_mask
-from definet_core.metrics import mae_ratio, structure_errors
+from definet_core.metrics import mae_ratio, structure_errors, verdict_scores
 from definet_core.predict import Predictor, ensemble_mean_and_spread
 
 
@@ -44,7 +44,7 @@ def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str
             same = own == (config.radius, config.max_neighbors)
             members.append(companion.predict_graphs(graphs if same else [regraph(g, *own) for g in graphs]))
         for graph, *positions in zip(graphs, *members, strict=True):
-            position, _ = ensemble_mean_and_spread(positions, atom_mask(graph.marker))
+            position, spread = ensemble_mean_and_spread(positions, atom_mask(graph.marker))
             errors = structure_errors(graph, position)
             verdict = judge(graph, position, predictor.domain)
             measured = chgnet.get((group, host, graph.atoms_id), {})
@@ -53,6 +53,7 @@ def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str
                          "natoms": int((graph.site_index >= 0).sum()), "dummy_mae": dummy, "mae": errors["mae"],
                          "ratio": mae_ratio(errors["mae"], dummy),
                          "in_domain": verdict.in_domain, "reasons": list(verdict.reasons),
+                         "spread": spread if predictor.companions else None,
                          "chgnet_mae": measured.get("chgnet_mae"),
                          "chgnet_ratio": mae_ratio(measured["chgnet_mae"], dummy) if measured else None})
     return rows
@@ -82,12 +83,8 @@ def summary(table: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str
         return float(np.mean(values)) if values else None
 
     def verdict(pairs: list[dict[str, Any]]) -> dict[str, Any]:
-        helps = [r["ratio"] is not None and r["ratio"] < 1.0 for r in pairs]
-        called = [r["in_domain"] for r in pairs]
-        true_positive = sum(h and c for h, c in zip(helps, called, strict=True))
-        return {"in_domain": sum(called), "helps": sum(helps),
-                "precision": true_positive / sum(called) if any(called) else None,
-                "recall": true_positive / sum(helps) if any(helps) else None}
+        return verdict_scores([r["ratio"] is not None and r["ratio"] < 1.0 for r in pairs],
+                              [r["in_domain"] for r in pairs])
 
     report: dict[str, Any] = {}
     for name in [*sorted({h["group"] for h in table}), "all", "all_licensed"]:
@@ -103,6 +100,53 @@ def summary(table: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str
                                                            if h["ratio"] is not None), default=None),
                         "verdict": verdict(pairs)}
     return report
+
+
+def spread_gate(rows: list[dict[str, Any]], target: float = 0.9, splits: int = 200) -> dict[str, Any]:
+    """The ensemble spread as a further verdict rule, on the licensed pairs the verdict calls in domain.
+
+    ``sweep``: for bounds from 1 to 10 mA, the pairs kept (spread <= bound), the precision of "closer to DFT than
+    the unrelaxed cell" among them and the worst ratio of a host with a pair kept. ``held_out``: the bound chosen on
+    half of the hosts (the largest that keeps precision >= ``target`` there) applied to the other half, over
+    ``splits`` random halvings (seeded): the precision a bound read off val would have on hosts it never saw.
+    """
+    pairs = [r for r in rows if r["in_domain"] and r["group"] != "gorai" and r["spread"] is not None]
+    if not pairs:
+        return {}
+
+    def kept(members: list[dict[str, Any]], bound: float) -> list[dict[str, Any]]:
+        return [r for r in members if r["spread"] <= bound]
+
+    def precision(members: list[dict[str, Any]]) -> float | None:
+        return float(np.mean([r["ratio"] < 1.0 for r in members])) if members else None
+
+    sweep = []
+    for bound in np.arange(0.001, 0.0105, 0.001):
+        inside = kept(pairs, bound)
+        by_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in inside:
+            by_host[r["host"]].append(r)
+        worst = max((mae_ratio(float(np.mean([r["mae"] for r in members])),
+                               float(np.mean([r["dummy_mae"] for r in members]))) for members in by_host.values()),
+                    default=None)
+        sweep.append({"bound_A": round(float(bound), 4), "kept": len(inside), "precision": precision(inside),
+                      "worst_kept_host_ratio": worst})
+    hosts = sorted({r["host"] for r in pairs})
+    rng = np.random.default_rng(0)
+    held_out: list[tuple[float, int]] = []
+    for _ in range(splits):
+        half = set(rng.permutation(hosts)[: len(hosts) // 2])
+        for calibration, test in ((half, set(hosts) - half), (set(hosts) - half, half)):
+            ranked = sorted((r for r in pairs if r["host"] in calibration), key=lambda r: r["spread"])
+            bound = max((ranked[k]["spread"] for k in range(len(ranked))
+                         if precision(ranked[: k + 1]) >= target), default=0.0)
+            inside = kept([r for r in pairs if r["host"] in test], bound)
+            if inside:
+                held_out.append((precision(inside), len(inside)))
+    return {"pairs": len(pairs), "target": target, "sweep": sweep,
+            "held_out": {"mean_precision": float(np.mean([p for p, _ in held_out])) if held_out else None,
+                         "p10_precision": float(np.percentile([p for p, _ in held_out], 10)) if held_out else None,
+                         "mean_kept_of_half": float(np.mean([n for _, n in held_out])) if held_out else None}}
 
 
 def markdown(table: list[dict[str, Any]], report: dict[str, Any], checkpoint: str) -> str:
@@ -121,7 +165,16 @@ def markdown(table: list[dict[str, Any]], report: dict[str, Any], checkpoint: st
     lines += [f"| {name} | {r['hosts']} | {r['pairs']} | {cell(r['mean_host_ratio'], '.3f')} | "
               f"{cell(r['mean_host_chgnet_ratio'], '.3f')} | {cell(r['verdict']['precision'], '.2f')} "
               f"({r['verdict']['in_domain']} in domain) | {cell(r['verdict']['recall'], '.2f')} |"
-              for name, r in report.items()]
+              for name, r in report.items() if name != "spread_gate"]
+    if "spread_gate" in report:
+        gate = report["spread_gate"]
+        lines += ["", f"Ensemble spread as a further rule ({gate['pairs']} licensed pairs in domain): held-out "
+                  f"precision {cell(gate['held_out']['mean_precision'], '.2f')} (10th percentile "
+                  f"{cell(gate['held_out']['p10_precision'], '.2f')}) for a bound read off half the hosts at "
+                  f"precision >= {gate['target']}", "", "| bound (A) | kept | precision | worst kept host ratio |",
+                  "|---|---|---|---|"]
+        lines += [f"| {b['bound_A']} | {b['kept']} | {cell(b['precision'], '.2f')} | "
+                  f"{cell(b['worst_kept_host_ratio'], '.2f')} |" for b in gate["sweep"]]
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +232,9 @@ def main() -> None:
     rows = pair_rows(args.data, predictor, chgnet)
     table = host_table(rows)
     report = summary(table, rows)
+    gate = spread_gate(rows)
+    if gate:
+        report["spread_gate"] = gate
     name = "+".join([predictor.checkpoint, *predictor.companion_ids])
     text = markdown(table, report, name)
     print(text)

@@ -6,7 +6,8 @@
         --out docs/figures/new_host_WSe2.json --plot docs/figures/new_host_WSe2.png
 
 ``--base`` is a model trained on everything except ``--material`` (both densities; ``training/loo_run.sh``
-trains them). On the material's val split the script measures the base model zero-shot and the ``--reference``
+trains them). On the material's val split the script measures the base model zero-shot (its ratio, and how well
+its verdict's "in domain" calls "closer to DFT than the unrelaxed cell") and the ``--reference``
 model that saw all of its train pairs, then for each N of ``--ns`` (nested, seeded subsets of its train pairs)
 a model fine-tuned from the base and one trained from scratch with the base's settings, on the same N pairs.
 Of each subset a fifth (at least 2) is the early-stopping split, so N counts every DFT pair used and the val
@@ -28,12 +29,13 @@ from typing import Any
 import numpy as np
 from torch_geometric.data import Data
 
+from definet_core.applicability import judge
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
 from definet_core.graph import regraph
 from definet_core.markers import atom_mask
-from definet_core.metrics import average_errors, structure_errors
+from definet_core.metrics import average_errors, structure_errors, verdict_scores
 from definet_core.predict import Predictor, ensemble_mean_and_spread
 from definet_core.train import TrainConfig, state_path, train
 
@@ -50,6 +52,20 @@ def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int
     errors = average_errors([structure_errors(g, p) for g, p in zip(graphs, predictor.predict_graphs(graphs),
                                                                    strict=True)])
     return errors["ratio"]
+
+
+def zero_shot_verdict(checkpoint: str | Path, graphs: list[Data]) -> dict[str, Any]:
+    """The left-out model's verdict on the new host's val structures (built with its own graph settings): how
+    well "in domain" calls "closer to DFT than the unrelaxed cell", and the reasons it gives against."""
+    predictor = Predictor(checkpoint, device="auto")
+    predictions = predictor.predict_graphs(graphs)
+    verdicts = [judge(g, p, predictor.domain) for g, p in zip(graphs, predictions, strict=True)]
+    closer = []
+    for graph, position in zip(graphs, predictions, strict=True):
+        errors = structure_errors(graph, position)
+        closer.append(errors["mae"] < errors["dummy_mae"])
+    reasons = sorted({reason.split(":")[0] for v in verdicts for reason in v.reasons})
+    return {**verdict_scores(closer, [v.in_domain for v in verdicts]), "n": len(graphs), "reasons": reasons}
 
 
 def split_subset(graphs: list[Data]) -> tuple[list[Data], list[Data]]:
@@ -108,6 +124,7 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
     options.ns = [n for n in options.ns if n <= len(train_graphs)]
     result: dict[str, Any] = {"material": key, "base": str(options.base), "ns": options.ns,
                               "zero_shot_ratio": ratio(options.base, val, settings),
+                              "zero_shot_verdict": zero_shot_verdict(options.base, val),
                               "reference": options.reference,
                               "reference_ratio": ratio(options.reference, val, settings),
                               "fine_tuned": [], "scratch": []}

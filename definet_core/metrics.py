@@ -65,6 +65,15 @@ def mae_ratio(mae: float, dummy_mae: float) -> float | None:
     return float(mae / dummy_mae) if np.isfinite(dummy_mae) and dummy_mae > 0 else None
 
 
+def verdict_scores(closer: list[bool], in_domain: list[bool]) -> dict[str, float | int | None]:
+    """How well "in domain" calls "the prediction is closer to DFT than the unrelaxed cell" (``closer``), one entry
+    per structure: how many are called and closer, and the precision and recall of the call (None when undefined)."""
+    hits = sum(c and d for c, d in zip(closer, in_domain, strict=True))
+    return {"in_domain": sum(in_domain), "helps": sum(closer),
+            "precision": hits / sum(in_domain) if any(in_domain) else None,
+            "recall": hits / sum(closer) if any(closer) else None}
+
+
 def site_displacements(start: Structure, end: Structure) -> np.ndarray:
     """Cartesian vectors from each site of ``start`` to the nearest periodic image of the same site of ``end``
     (same sites, same lattice): the one minimum-image displacement of the project."""

@@ -48,3 +48,4 @@ def test_evaluate_reports_a_split_whose_atoms_do_not_move(tmp_path, cache_dir, t
     assert report["MoS2"]["dummy_mae"] == 0.0 and report["MoS2"]["ratio"] is None
     assert report["MoS2"]["mae"] > 0  # the model still moves atoms, and that error is reported
     assert '"ratio": null' in out.read_text()
+
