@@ -133,8 +133,6 @@ class DefiNetLayer(nn.Module):
         self.edge_displacement = EdgeDisplacement(f, config.num_rbf, nn.SiLU) if config.edge_displacement else None
         if self.edge_displacement is not None:
             self.edge_marker = nn.Embedding(config.num_markers, f)  # P m: a projected marker is one row per marker
-            nn.init.normal_(self.edge_displacement.edge_mlp[-1].weight, std=1e-2)  # small first steps, like A
-            nn.init.zeros_(self.edge_displacement.edge_mlp[-1].bias)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
                 pos: torch.Tensor, marker: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
