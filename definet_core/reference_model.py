@@ -39,6 +39,7 @@ from torch_geometric.utils import scatter
 
 from definet_core.config import ModelConfig
 from definet_core.graph import periodic_frame
+from definet_core.stability import clip_displacement, clip_vectors, shrink_runaways
 
 BASIS_SPAN = 30.0
 """Distance (A) that the reference Gaussians and their envelope span (edges stop at ``ModelConfig.radius``)."""
@@ -158,6 +159,7 @@ class ReferenceLayer(nn.Module):
         super().__init__()
         h = config.hidden
         self.hidden = h
+        self.vector_clip = config.vector_clip
         self.virtual_in = VirtualNodeIn(h)
         self.message_mlp = mlp(h, h, 3 * h)
         self.message_marker = nn.Linear(h, 3 * h)
@@ -197,14 +199,14 @@ class ReferenceLayer(nn.Module):
         part1, part2, part3 = self.update_mlp(
             torch.cat([s, torch.sqrt((v2**2).sum(dim=1) + 1e-8)], dim=-1)).split(self.hidden, dim=-1)
         s = (s + part2 / math.sqrt(2.0) + s * torch.tanh(part3)) / math.sqrt(2.0)
-        v = v + self.update_activation(part1.unsqueeze(1) * v1)
+        v, excess = clip_vectors(v + self.update_activation(part1.unsqueeze(1) * v1), self.vector_clip)
         coordinate_marker = self.coordinate_marker(marker_table)[marker]
         displacement_b = self.edge_displacement(s, rbf, coordinate_marker[src] + coordinate_marker[dst], unit,
                                                 edge_index)
         pos = pos + 0.5 * (self.coordinate_vector(v).squeeze(-1) + displacement_b)
         if self.virtual_out is not None:
             g_s, g_v = self.virtual_out(s, v, g_s, g_v, batch)
-        return s, v, g_s, g_v, pos
+        return s, v, g_s, g_v, pos, excess
 
 
 class ReferenceDefiNet(nn.Module):
@@ -212,7 +214,9 @@ class ReferenceDefiNet(nn.Module):
 
     Same interface as ``definet_core.model.DefiNet``. Uses ``hidden``, ``layers``, ``num_rbf``,
     ``num_elements`` and ``num_markers`` of the config (``radius``/``max_neighbors`` define the graph it
-    reads); ``aggregation_norm`` and ``edge_displacement`` belong to our architecture and are ignored here.
+    reads), and the same bounds as ours (``vector_clip`` after each layer's update, ``displacement_clip``,
+    ``definet_core.stability``), which the reference does not have; ``aggregation_norm`` and
+    ``edge_displacement`` belong to our architecture and are ignored here.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -235,10 +239,13 @@ class ReferenceDefiNet(nn.Module):
         v = pos.new_zeros(pos.shape[0], 3, self.config.hidden)
         g_s = self.virtual_embedding.weight.expand(num_graphs, -1)
         g_v = pos.new_zeros(num_graphs, 3, self.config.hidden)
+        start, excess = pos, pos.new_ones(pos.shape[0], 1)
         for layer in self.layers:
-            s, v, g_s, g_v, pos = layer(s, v, g_s, g_v, pos, batch.marker, marker_table, batch.edge_index,
-                                        edge_shift, self.basis, node_batch)
-        return pos
+            s, v, g_s, g_v, pos, layer_excess = layer(s, v, g_s, g_v, pos, batch.marker, marker_table,
+                                                      batch.edge_index, edge_shift, self.basis, node_batch)
+            excess = torch.maximum(excess, layer_excess)
+            pos = clip_displacement(pos, start, self.config.displacement_clip)
+        return shrink_runaways(pos, start, excess, node_batch, num_graphs)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""

@@ -17,8 +17,10 @@ from torch_geometric.data import Batch
 from definet_core.checkpoint import load_model
 from definet_core.graph import build_graph
 from definet_core.markers import Marker, defect_nodes
-from definet_core.model import DefiNet, clip_displacement, clip_vectors
+from definet_core.model import DefiNet
 from definet_core.predict import defect_graph
+from definet_core.reference_model import ReferenceDefiNet
+from definet_core.stability import clip_displacement, clip_vectors
 from tests.conftest import random_defect_cell
 from tests.core.test_model import CONFIG, random_batch
 
@@ -100,6 +102,22 @@ def test_no_node_ever_moves_beyond_the_displacement_clip():
     with torch.no_grad():
         shifts = (model(batch) - batch.pos).norm(dim=-1)
     assert torch.isfinite(shifts).all() and shifts.max() <= 0.3 + 1e-9
+
+
+def test_the_reference_architecture_is_bounded_by_the_same_clips():
+    torch.manual_seed(0)
+    config = replace(CONFIG, arch="reference", displacement_clip=0.3)
+    model = ReferenceDefiNet(config).double().eval()
+    for p in model.parameters():  # weights far beyond a trained model's, so the raw steps run away
+        p.data += 0.5 * torch.randn_like(p)
+    batch = random_batch(0)
+    with torch.no_grad():
+        shifts = (model(batch) - batch.pos).norm(dim=-1)
+        unclipped = ReferenceDefiNet(replace(config, vector_clip=0.0, displacement_clip=0.0)).double().eval()
+        unclipped.load_state_dict(model.state_dict())
+        raw = (unclipped(batch) - batch.pos).norm(dim=-1)
+    assert torch.isfinite(shifts).all() and shifts.max() <= 0.3 + 1e-9
+    assert not (raw.max() <= 0.3)  # without them the same weights run away (or give NaN)
 
 
 def test_clips_leave_normal_cells_bit_for_bit_unchanged():
