@@ -64,6 +64,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="write the resumable state at least this often inside an epoch")
     train.add_argument("--position-noise", type=float, default=0.0, metavar="A",
                        help="Gaussian noise (A) added to training input positions (a regulariser)")
+    train.add_argument("--min-atoms", type=int, default=0, metavar="N",
+                       help="train and validate only on structures of at least N atoms (dilute defects)")
     train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
     train.add_argument("--half-checkpoint", action="store_true", help="store the best weights in float16")
     train.add_argument("--compile", action="store_true",
@@ -133,7 +135,7 @@ def _train(args: argparse.Namespace) -> None:
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
         precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
         position_noise=args.position_noise, half_checkpoint=args.half_checkpoint, compile=args.compile,
-        early_stop_patience=args.patience, seed=args.seed, device=args.device)
+        early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms)
     sets = None
     if args.hidden_candidates and not args.resume:
         model_config, train_config, sets = _choose_size(args, model_config, train_config)
@@ -151,7 +153,7 @@ def _choose_size(args: argparse.Namespace, model_config: ModelConfig, train_conf
 
     if not args.time_budget:
         raise DefiNetInputError("--hidden-candidates: needs --time-budget to size the model against")
-    sets = load_training_sets(args.data, model_config, None, True)
+    sets = load_training_sets(args.data, model_config, None, True, train_config.min_atoms)
     device = resolve_device(args.device)
     precisions = sorted({"fp32", resolve_precision(args.precision, device)})
     graphs = [g for graphs in sets[0].values() for g in graphs]

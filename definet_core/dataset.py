@@ -28,7 +28,7 @@ from tqdm import tqdm
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays
 from definet_core.io import read_structure
-from definet_core.markers import defect_nodes, infer_supercell_matrix
+from definet_core.markers import atom_mask, defect_nodes, infer_supercell_matrix
 from definet_core.metrics import site_displacements
 
 CACHE_VERSION = "1"
@@ -171,6 +171,18 @@ def load_dataset(roots: Iterable[str | Path], split: str, radius: float, max_nei
     if not result:
         raise DefiNetInputError(f"{', '.join(map(str, roots))}: no material has a {split}.csv split")
     return result
+
+
+def with_min_atoms(sets: dict[str, list[Data]], min_atoms: int, split: str) -> dict[str, list[Data]]:
+    """``sets`` without the structures of fewer than ``min_atoms`` atoms (vacancy nodes not counted), and without
+    the materials left empty; all of ``sets`` for ``min_atoms`` 0. A one-line error when nothing is left."""
+    if min_atoms <= 0:
+        return sets
+    kept = {key: [g for g in graphs if int(atom_mask(g.marker).sum()) >= min_atoms] for key, graphs in sets.items()}
+    kept = {key: graphs for key, graphs in kept.items() if graphs}
+    if not kept:
+        raise DefiNetInputError(f"--min-atoms {min_atoms}: no {split} structure has that many atoms")
+    return kept
 
 
 def material_key(root: Path, material: MaterialSet) -> str:

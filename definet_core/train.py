@@ -77,6 +77,9 @@ class TrainConfig:
     takes this from the command, not from the saved state."""
     seed: int = 0
     device: str = "auto"
+    min_atoms: int = 0
+    """Train and validate only on structures of at least this many atoms (0: all): a cell of a few atoms with one
+    defect is a concentrated defect, not the dilute one a supercell study asks about."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -195,13 +198,14 @@ def _seed_everything(seed: int) -> None:
 
 
 def load_training_sets(data_roots: list[str | Path], model_config: ModelConfig, cache_dir: Path | None,
-                       progress: bool) -> tuple[dict[str, list[Data]], dict[str, list[Data]]]:
-    """(train sets, val sets) keyed by material, graphs built with the model's graph settings."""
-    from definet_core.dataset import load_dataset
+                       progress: bool, min_atoms: int = 0) -> tuple[dict[str, list[Data]], dict[str, list[Data]]]:
+    """(train sets, val sets) keyed by material, graphs built with the model's graph settings; with
+    ``min_atoms``, only the structures of at least that many atoms (``dataset.with_min_atoms``)."""
+    from definet_core.dataset import load_dataset, with_min_atoms
 
     train_sets = load_dataset(data_roots, "train", model_config.radius, model_config.max_neighbors, cache_dir, progress)
     val_sets = load_dataset(data_roots, "val", model_config.radius, model_config.max_neighbors, cache_dir, progress)
-    return train_sets, val_sets
+    return with_min_atoms(train_sets, min_atoms, "train"), with_min_atoms(val_sets, min_atoms, "val")
 
 
 def prepare_graphs(train_sets: dict[str, list[Data]], config: TrainConfig, device: torch.device) -> list[Data]:
@@ -339,7 +343,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         torch.backends.cudnn.allow_tf32 = True
     _seed_everything(train_config.seed)
 
-    train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress)
+    train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress,
+                                                      train_config.min_atoms)
     domain = domain_of(g for graphs in train_sets.values() for g in graphs)  # on the CPU copies
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+import torch
+from torch_geometric.data import Data
 
-from definet_core.dataset import find_material_sets, load_dataset, load_split
+from definet_core.dataset import find_material_sets, load_dataset, load_split, with_min_atoms
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
 from tests.conftest import shared_data_or_skip
@@ -69,3 +71,16 @@ def test_reader_on_shared_dft_data(tmp_path):
             assert int((graph.marker != Marker.VACANCY).sum()) == len(unrelaxed)
             assert (graph.y - graph.pos).norm(dim=-1).max() < 3.0  # BP moves up to ~2 A
             assert int((graph.marker == Marker.INTERSTITIAL).sum()) == 0
+
+
+def _cell(atoms: int, vacancies: int) -> Data:
+    return Data(marker=torch.tensor([int(Marker.PRISTINE)] * atoms + [int(Marker.VACANCY)] * vacancies))
+
+
+def test_min_atoms_keeps_dilute_cells_counting_atoms_not_vacancy_nodes_and_drops_emptied_materials():
+    sets = {"tiny": [_cell(7, 1)], "mixed": [_cell(15, 1), _cell(16, 1), _cell(63, 1)]}
+    kept = with_min_atoms(sets, 16, "train")
+    assert list(kept) == ["mixed"] and [int((g.marker != Marker.VACANCY).sum()) for g in kept["mixed"]] == [16, 63]
+    assert with_min_atoms(sets, 0, "train") is sets
+    with pytest.raises(DefiNetInputError, match="--min-atoms 100: no val structure"):
+        with_min_atoms(sets, 100, "val")
