@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from definet_core.applicability import judge
 from definet_core.dataset import load_dataset
 from definet_core.graph import regraph
 from definet_core.markers import atom_mask
@@ -46,7 +45,7 @@ def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str
         for graph, *positions in zip(graphs, *members, strict=True):
             position, spread = ensemble_mean_and_spread(positions, atom_mask(graph.marker))
             errors = structure_errors(graph, position)
-            verdict = judge(graph, position, predictor.domain)
+            verdict = predictor.judge(graph, position)
             measured = chgnet.get((group, host, graph.atoms_id), {})
             dummy = errors["dummy_mae"]
             rows.append({"group": group, "host": host, "atoms_id": graph.atoms_id,

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 from torch_geometric.data import Data
 
-from definet_core.applicability import judge
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
@@ -59,7 +58,7 @@ def zero_shot_verdict(checkpoint: str | Path, graphs: list[Data]) -> dict[str, A
     well "in domain" calls "closer to DFT than the unrelaxed cell", and the reasons it gives against."""
     predictor = Predictor(checkpoint, device="auto")
     predictions = predictor.predict_graphs(graphs)
-    verdicts = [judge(g, p, predictor.domain) for g, p in zip(graphs, predictions, strict=True)]
+    verdicts = [predictor.judge(g, p) for g, p in zip(graphs, predictions, strict=True)]
     closer = []
     for graph, position in zip(graphs, predictions, strict=True):
         errors = structure_errors(graph, position)

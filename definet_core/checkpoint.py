@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 
 FORMAT = "definet-checkpoint"
+ROUTER_FORMAT = "definet-router"
+"""A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
 SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_2d_v2.pt"
@@ -92,15 +95,64 @@ def save_checkpoint(path: str | Path, model: Model, trained_elements: list[int],
     tmp.replace(path)
 
 
-def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
-    """The raw checkpoint payload of a file or packaged name (``resolve_checkpoint``); ``None``: the default."""
-    path = resolve_checkpoint(path)
+@dataclass(frozen=True)
+class Router:
+    """A routing checkpoint: each host kind (``applicability.dimensionality``: ``2D``, ``bulk``, ...) is predicted
+    by its own checkpoint, named as ``name@sha12`` so the router pins the weights; kinds without a route go to
+    ``default``'s, whose domain then refuses them."""
+
+    routes: dict[str, str]
+    default: str
+    metadata: dict[str, Any]
+
+
+def _payload(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise DefiNetInputError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, ROUTER_FORMAT):
         raise DefiNetInputError(f"{path}: not a DefiNet checkpoint")
+    return payload
+
+
+def read_router(spec: str | Path | None = None) -> Router | None:
+    """The routes of a routing checkpoint (``resolve_checkpoint``'s ``spec``); None for a checkpoint of weights."""
+    payload = _payload(resolve_checkpoint(spec))
+    if payload["format"] != ROUTER_FORMAT:
+        return None
+    return Router(dict(payload["routes"]), payload["default"], payload.get("metadata", {}))
+
+
+def pinned(spec: str | Path) -> str:
+    """How a router records a checkpoint: a packaged one as ``name@sha12`` of its content (a changed file is then
+    refused), a file by its absolute path."""
+    path = resolve_checkpoint(spec)
+    if path.parent == CHECKPOINT_DIR:
+        return f"{path.stem}@{content_hash(path)[:12]}"
+    return str(path.resolve())
+
+
+def save_router(path: str | Path, routes: dict[str, str], default: str, metadata: dict[str, Any] | None = None) -> None:
+    """Write a routing checkpoint: ``routes`` maps host kinds to checkpoints of weights (``pinned``), ``default``
+    is the kind whose checkpoint serves the others."""
+    if default not in routes:
+        raise DefiNetInputError(f"--default {default}: not one of the routes ({', '.join(routes)})")
+    for spec in routes.values():
+        if read_router(spec) is not None:
+            raise DefiNetInputError(f"{spec}: a route must name a checkpoint of weights, not another router")
+    torch.save({"format": ROUTER_FORMAT, "version": 1, "routes": {k: pinned(v) for k, v in routes.items()},
+                "default": default, "metadata": metadata or {}}, Path(path))
+
+
+def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
+    """The raw checkpoint payload of a file or packaged name (``resolve_checkpoint``); ``None``: the default.
+    A routing checkpoint has no single payload: the error names its routes."""
+    resolved = resolve_checkpoint(path)
+    payload = _payload(resolved)
+    if payload["format"] == ROUTER_FORMAT:
+        routes = ", ".join(f"{kind}: {spec}" for kind, spec in payload["routes"].items())
+        raise DefiNetInputError(f"{resolved.stem}: routes host kinds to checkpoints ({routes}); name one of them")
     return payload
 
 

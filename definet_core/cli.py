@@ -91,6 +91,13 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
     domain.set_defaults(handler=_checkpoint_domain)
 
+    router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
+    router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT",
+                        help="host kind (2D, bulk, 1D, 0D) and the checkpoint that serves it (repeatable)")
+    router.add_argument("--default", required=True, help="the kind whose checkpoint serves kinds without a route")
+    router.add_argument("-o", "--out", required=True, help="routing checkpoint to write")
+    router.set_defaults(handler=_router)
+
     predict = subparsers.add_parser("predict", help="predict relaxed defect structures")
     predict.add_argument("structures", nargs="+", help="defect supercell files (CIF, POSCAR, JSON, ...)")
     predict.add_argument("--host", required=True, help="host unit cell or pristine supercell file")
@@ -195,6 +202,21 @@ def _checkpoint_domain(args: argparse.Namespace) -> None:
     save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())
     print(json.dumps({"checkpoint": args.out, "domain": domain.to_dict()}))
+
+
+def _router(args: argparse.Namespace) -> None:
+    from definet_core.applicability import DIMENSIONALITY
+    from definet_core.checkpoint import read_router, save_router
+
+    routes = {}
+    for item in args.route:
+        kind, _, spec = item.partition("=")
+        if kind not in DIMENSIONALITY.values() or not spec:
+            raise DefiNetInputError(f"--route {item}: expected KIND=CHECKPOINT with KIND one of "
+                                    f"{', '.join(DIMENSIONALITY.values())}")
+        routes[kind] = spec
+    save_router(args.out, routes, args.default)
+    print(json.dumps({"router": args.out, "routes": read_router(args.out).routes}))
 
 
 OUTPUT_FORMATS = ("same", "cif", "poscar", "json")

@@ -15,8 +15,8 @@ from pymatgen.core import Element, Structure
 from torch_geometric.data import Batch, Data
 from tqdm import tqdm
 
-from definet_core.applicability import Domain, Verdict, judge
-from definet_core.checkpoint import content_hash, load_model, resolve_checkpoint, resolve_device
+from definet_core.applicability import Domain, Verdict, dimensionality, judge
+from definet_core.checkpoint import content_hash, load_model, read_router, resolve_checkpoint, resolve_device
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, regraph
@@ -67,12 +67,31 @@ class Predictor:
         others = [companion] if isinstance(companion, str | Path) else list(companion or [])
         self.companions = [Predictor(other, device, batch_size, compile=compile) for other in others]
         self.device = resolve_device(device)
-        self.model, payload = load_model(checkpoint, self.device)
-        self.forward = CompiledForward(self.model) if compile else self.model
-        self.config = self.model.config
-        self.domain = Domain.from_dict(payload["domain"]) if payload.get("domain") else None
-        self.metadata = payload.get("metadata", {})
+        router = read_router(checkpoint)
+        self.routes = {kind: Predictor(spec, device, batch_size, compile=compile)
+                       for kind, spec in (router.routes.items() if router else ())}
+        """A routing checkpoint's predictor per host kind (``checkpoint.Router``); empty for a checkpoint of
+        weights. Every route builds the same graphs, so a graph is built once and served by its route."""
+        if router is not None:
+            primary = self.routes[router.default]
+            self.default_route = router.default
+            self.model, self.forward, self.config = primary.model, primary.forward, primary.config
+            self.domain, self.metadata = None, router.metadata
+            settings = {(p.config.radius, p.config.max_neighbors) for p in self.routes.values()}
+            if len(settings) > 1:
+                raise DefiNetInputError(f"{checkpoint}: its routes read different graphs ({sorted(settings)})")
+        else:
+            self.model, payload = load_model(checkpoint, self.device)
+            self.forward = CompiledForward(self.model) if compile else self.model
+            self.config = self.model.config
+            self.domain = Domain.from_dict(payload["domain"]) if payload.get("domain") else None
+            self.metadata = payload.get("metadata", {})
         self.checkpoint = checkpoint_id(checkpoint)
+        for partner, name in zip(self.companions, others, strict=True):
+            if set(partner.routes) != set(self.routes):
+                own, theirs = (", ".join(sorted(p.routes)) or "none" for p in (self, partner))
+                raise DefiNetInputError(f"--companion {name}: routes host kinds {theirs}, the checkpoint {own}; "
+                                        "ensemble members must route alike")
         self.batch_size = batch_size
         self.graph_workers = graph_workers
         self._pool: ProcessPoolExecutor | None = None
@@ -138,9 +157,28 @@ class Predictor:
                     yield done, [graph_from_arrays(values) for values in future.result()]
                     bar.update()
 
+    def route(self, graph: Data) -> Predictor:
+        """The predictor that serves ``graph``: this one, or a router's route for the graph's host kind (the
+        default route for a kind without one, whose domain then refuses it)."""
+        if not self.routes:
+            return self
+        return self.routes.get(dimensionality(graph), self.routes[self.default_route])
+
+    def judge(self, graph: Data, positions: torch.Tensor) -> Verdict:
+        """The applicability verdict on one prediction (a router asks the domain of the route that served it)."""
+        return judge(graph, positions, self.route(graph).domain)
+
     @torch.no_grad()
     def _positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
         """Predicted positions of every node of one batch of graphs, one tensor per graph."""
+        if self.routes:
+            served = [self.route(g) for g in graphs]
+            positions: list[torch.Tensor | None] = [None] * len(graphs)
+            for route in {id(r): r for r in served}.values():
+                mine = [i for i, r in enumerate(served) if r is route]
+                for i, p in zip(mine, route._positions([graphs[i] for i in mine]), strict=True):
+                    positions[i] = p
+            return positions
         batch = Batch.from_data_list(list(graphs)).to(self.device)
         positions = self.forward(batch).double().cpu()
         return list(positions.split(batch.ptr.diff().tolist()))
@@ -165,7 +203,7 @@ class Predictor:
                          for g, *own in zip(graphs, *members, strict=True)]
             positions = [mean for mean, _ in per_graph]
             spreads = [spread for _, spread in per_graph]
-        return [Prediction(to_structure(s, g, p), g, judge(g, p, self.domain), spread)
+        return [Prediction(to_structure(s, g, p), g, self.judge(g, p), spread)
                 for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
 
     def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],

@@ -1,0 +1,77 @@
+"""Routing checkpoints: one model per host kind behind one checkpoint name (``checkpoint.Router``)."""
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+from definet_core.checkpoint import read_checkpoint, read_router, save_router
+from definet_core.cli import add_core_commands, run_handler
+from definet_core.errors import DefiNetInputError
+from definet_core.predict import Predictor, checkpoint_id
+from tests.conftest import random_defect_cell
+
+
+def copper_vacancy() -> tuple[Structure, Structure]:
+    host = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    cell = host.copy()
+    cell.make_supercell([3, 3, 3])
+    cell.remove_sites([0])
+    return cell, host
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory):
+    """2D hosts to definet_2d_v2, bulk hosts to definet_2d_seed1 (another model, so the route shows)."""
+    path = tmp_path_factory.mktemp("router") / "routed.pt"
+    save_router(path, {"2D": "definet_2d_v2", "bulk": "definet_2d_seed1"}, default="2D")
+    return path
+
+
+def test_each_host_kind_is_predicted_and_judged_by_its_route(router):
+    slab, slab_host = random_defect_cell(np.random.default_rng(1), size=6, n_vacancies=2, c=20.0)
+    bulk, bulk_host = copper_vacancy()
+    routed = Predictor(router, device="cpu").predictions([slab, bulk], [slab_host, bulk_host])
+    (own_slab,) = Predictor("definet_2d_v2", device="cpu").predictions([slab], slab_host)
+    (own_bulk,) = Predictor("definet_2d_seed1", device="cpu").predictions([bulk], bulk_host)
+    assert np.array_equal(routed[0].structure.cart_coords, own_slab.structure.cart_coords)
+    assert np.array_equal(routed[1].structure.cart_coords, own_bulk.structure.cart_coords)
+    assert routed[0].verdict == own_slab.verdict and routed[1].verdict == own_bulk.verdict
+    assert not routed[1].verdict.in_domain  # definet_2d_seed1's domain knows no bulk host
+
+
+def test_a_router_pins_packaged_routes_by_content_and_is_named_by_its_own(router):
+    assert read_router(router).routes == {"2D": checkpoint_id("definet_2d_v2"),
+                                          "bulk": checkpoint_id("definet_2d_seed1")}
+    assert Predictor(router, device="cpu").checkpoint == checkpoint_id(router)
+    assert read_router("definet_2d_v2") is None
+    with pytest.raises(DefiNetInputError, match=r"routed: routes host kinds to checkpoints \(2D: definet_2d_v2@"):
+        read_checkpoint(router)  # training, fine-tuning and checkpoint-domain need one set of weights
+
+
+def test_ensemble_members_must_route_alike(router):
+    with pytest.raises(DefiNetInputError, match="--companion definet_2d: routes host kinds none, the checkpoint "
+                                                "2D, bulk; ensemble members must route alike"):
+        Predictor(router, device="cpu", companion="definet_2d")
+    (pair,) = Predictor(router, device="cpu", companion=router).predictions(*[[s] for s in copper_vacancy()])
+    assert pair.spread == 0.0
+
+
+def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
+    import argparse
+
+    def definet(argv):
+        parser = argparse.ArgumentParser(prog="definet")
+        add_core_commands(parser.add_subparsers(dest="command", required=True))
+        return run_handler(parser.parse_args(argv))
+
+    out = tmp_path / "mine.pt"
+    assert definet(["router", "--route", "2D=definet_2d_v2", "--route", "bulk=definet_2d", "--default", "2D",
+                    "-o", str(out)]) == 0
+    assert read_router(out).default == "2D" and "definet_2d@" in capsys.readouterr().out
+    assert definet(["router", "--route", "slab=definet_2d_v2", "--default", "slab", "-o", str(out)]) == 2
+    assert "--route slab=definet_2d_v2: expected KIND=CHECKPOINT" in capsys.readouterr().err
+    assert definet(["router", "--route", "2D=definet_2d_v2", "--default", "bulk", "-o", str(out)]) == 2
+    assert definet(["router", "--route", f"2D={out}", "--default", "2D", "-o", str(tmp_path / "x.pt")]) == 2
+    assert "a route must name a checkpoint of weights" in capsys.readouterr().err
+    assert torch.load(out, weights_only=False)["format"] == "definet-router"
