@@ -19,8 +19,9 @@ ROUTER_FORMAT = "definet-router"
 """A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_2d_v2.pt"
-"""The pretrained checkpoint loaded by default (see the README's model card)."""
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v3.pt"
+"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v2`` and bulk hosts to
+``definet_bulk_v1`` (see the model card)."""
 
 
 def resolve_checkpoint(spec: str | Path | None = None) -> Path:

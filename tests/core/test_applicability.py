@@ -105,11 +105,11 @@ def test_a_checkpoint_without_a_domain_vouches_for_nothing():
     assert not verdict.in_domain and "no applicability domain" in verdict.reasons[0]
 
 
-def test_shipped_checkpoint_carries_its_training_domain_and_judges_real_cases():
-    domain = Domain.from_dict(read_checkpoint()["domain"])
+def test_the_2d_checkpoint_carries_its_training_domain_and_judges_real_cases():
+    domain = Domain.from_dict(read_checkpoint("definet_2d_v2")["domain"])
     assert domain.dimensionalities == ("2D",) and Marker.INTERSTITIAL not in domain.markers
     assert {5, 7, 15, 16, 31, 34, 42, 49, 74} <= set(domain.elements)
-    predictor = Predictor(device="cpu")
+    predictor = Predictor("definet_2d_v2", device="cpu")
     cell, host = random_defect_cell(np.random.default_rng(1), size=8, n_vacancies=3, c=20.0)
     (mos2,) = predictor.predictions([cell], host)
     assert mos2.verdict.in_domain, mos2.verdict.reasons
@@ -129,7 +129,8 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
     assert resolve_checkpoint(recorded).name == "definet_2d.pt"
     with pytest.raises(DefiNetInputError, match="not 000000000000"):
         resolve_checkpoint("definet_2d@000000000000")
-    packaged = "definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2"
+    packaged = ("definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2, definet_bulk_v1, "
+                "definet_bulk_v1_seed1, definet_v3, definet_v3_seed1")
     with pytest.raises(DefiNetInputError, match=f"packaged checkpoints: {packaged}"):
         resolve_checkpoint("no_such_model")
 
@@ -138,17 +139,18 @@ def test_a_companion_checkpoint_gives_the_mean_prediction_and_a_spread(tiny_chec
     from definet_core.graph import regraph
 
     cell, host = random_defect_cell(np.random.default_rng(2), size=4, n_vacancies=2, c=20.0)
-    (alone,) = Predictor(device="cpu").predictions([cell], host)
+    (alone,) = Predictor("definet_2d_v2", device="cpu").predictions([cell], host)
     assert alone.spread is None
-    (twin,) = Predictor(device="cpu", companion="definet_2d").predictions([cell], host)  # same weights
+    two_d = "definet_2d_v2"
+    (twin,) = Predictor(two_d, device="cpu", companion="definet_2d").predictions([cell], host)  # same weights
     assert twin.spread == 0.0 and np.allclose(twin.structure.cart_coords, alone.structure.cart_coords)
-    (pair,) = Predictor(device="cpu", companion=tiny_checkpoint).predictions([cell], host)  # other graph settings
+    (pair,) = Predictor(two_d, device="cpu", companion=tiny_checkpoint).predictions([cell], host)  # other graphs
     (other,) = Predictor(tiny_checkpoint, device="cpu").predictions([cell], host)
     mean = 0.5 * (alone.structure.cart_coords + other.structure.cart_coords)
     assert pair.spread > 0 and np.allclose(pair.structure.cart_coords, mean, atol=1e-6)
     assert np.isclose(pair.spread, np.abs(alone.structure.cart_coords - other.structure.cart_coords).mean(),
                       atol=1e-6)  # no vacancy node reaches the structure
-    (trio,) = Predictor(device="cpu", companion=[tiny_checkpoint, "definet_2d"]).predictions([cell], host)
+    (trio,) = Predictor(two_d, device="cpu", companion=[tiny_checkpoint, "definet_2d"]).predictions([cell], host)
     coords = [alone.structure.cart_coords, other.structure.cart_coords, alone.structure.cart_coords]
     assert np.allclose(trio.structure.cart_coords, np.mean(coords, axis=0), atol=1e-6)
     assert np.isclose(trio.spread, 2 / 3 * pair.spread, atol=1e-6)  # pairs (v2, tiny), (v2, v1) = 0, (tiny, v1)

@@ -75,7 +75,7 @@ def test_a_one_structure_batch_of_the_shipped_model_compiles_to_the_eager_functi
     from definet_core.checkpoint import load_model
     from definet_core.predict import defect_graph
 
-    model, _ = load_model()
+    model, _ = load_model("definet_2d_v2")  # the default's 2D route
     cell, host = random_defect_cell(np.random.default_rng(0), size=8, n_vacancies=3, c=20.0)
     batch = Batch.from_data_list([defect_graph(cell, host, model.config)])
     forward = model_module.CompiledForward(model)

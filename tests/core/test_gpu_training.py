@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from definet_core.checkpoint import SHIPPED_CHECKPOINT, load_model, read_checkpoint, save_checkpoint
+from definet_core.checkpoint import load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
 from definet_core.dataset import load_dataset
 from definet_core.sizing import choose_model_size
 from definet_core.train import (
@@ -59,10 +59,10 @@ def test_cuda_training_with_bf16_autocast(dataset_root, cache_dir, tmp_path):
 
 
 def test_half_checkpoint_predicts_within_1e3_angstrom_of_its_float32_source(dataset_root, cache_dir, tmp_path):
-    model, payload = load_model(SHIPPED_CHECKPOINT)
+    model, payload = load_model("definet_2d_v2")
     half = tmp_path / "half.pt"
     save_checkpoint(half, model, payload["trained_elements"], payload["metadata"], half=True)
-    assert half.stat().st_size < 0.6 * SHIPPED_CHECKPOINT.stat().st_size
+    assert half.stat().st_size < 0.6 * resolve_checkpoint("definet_2d_v2").stat().st_size
     assert read_checkpoint(half)["weights_dtype"] == "float16"
     again, _ = load_model(half)
     config = model.config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from definet_core.checkpoint import SHIPPED_CHECKPOINT, read_checkpoint
+from definet_core.checkpoint import read_checkpoint, read_router, resolve_checkpoint
 from definet_core.dataset import MaterialSet, load_pair
 from definet_core.io import read_structure
 from definet_core.metrics import structure_errors
@@ -11,12 +11,30 @@ from definet_core.predict import Predictor
 from tests.conftest import shared_data_or_skip
 
 
-def test_shipped_checkpoint_is_small_and_self_describing():
-    payload = read_checkpoint()
-    assert SHIPPED_CHECKPOINT.stat().st_size < 25 * 2**20
-    assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
-    assert {42, 16, 74, 34, 5, 7} <= set(payload["trained_elements"])  # Mo S W Se B N
-    assert payload["metadata"]["val_mae"]
+def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
+    router = read_router()
+    assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
+    assert router.routes["2D"].startswith("definet_2d_v2@") and router.routes["bulk"].startswith("definet_bulk_v1@")
+    for spec in router.routes.values():
+        assert resolve_checkpoint(spec).stat().st_size < 25 * 2**20
+        payload = read_checkpoint(spec)
+        assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
+        assert payload["metadata"]["val_mae"]
+    assert {42, 16, 74, 34, 5, 7} <= set(read_checkpoint("definet_2d_v2")["trained_elements"])  # Mo S W Se B N
+    bulk = read_checkpoint("definet_bulk_v1")
+    assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
+    assert bulk["metadata"]["train_config"]["min_atoms"] == 16
+
+
+def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
+    from bench.bulk_report import host_table, pair_rows, summary
+
+    data = shared_data_or_skip().parent / "bulk_public"
+    if not data.is_dir():
+        pytest.skip("../shared/data/bulk_public is absent")
+    rows = pair_rows(data, Predictor(device="cpu"), {})
+    report = summary(host_table(rows), rows)["dilute_licensed"]
+    assert report["hosts"] >= 20 and report["mean_host_ratio"] < 0.85
 
 
 @pytest.mark.parametrize(("material", "max_ratio"), [("high_density/MoS2", 0.6), ("high_density/WSe2", 0.6),

@@ -41,10 +41,10 @@ def test_build_rebuild_grow_export_and_read(tmp_path, mongo_uri, database_name, 
     with DatasetStore(mongo_uri, database_name) as store:
         first = {d["structure_id"]: d for d in store.query()}
     assert len(first) == 2
-    for doc in first.values():  # bulk Cu is outside the 2D model's domain: --start auto relaxes the unrelaxed cell
+    for doc in first.values():  # 7-8 atom cells are too small for the bulk model: --start auto relaxes them unrelaxed
         assert doc["recipe"] == "cu-demo" and doc["status"] == "complete" and doc["start"] == "unrelaxed"
         assert doc["start_policy"] == "auto" and doc["in_domain"] is False
-        assert any("bulk host" in reason for reason in doc["domain_reasons"])
+        assert any("smaller than every training cell" in reason for reason in doc["domain_reasons"])
         assert doc["checkpoint"] is None and doc["start_structure"] is None
         assert doc["relaxer"] == "emt" and doc["relaxer_settings"]["force_field"] == "EMT"
         assert doc["ionic_steps"] >= 1 and doc["converged"] is True and doc["energy"] is not None
@@ -84,9 +84,10 @@ def test_the_default_start_on_an_unknown_host_costs_no_more_steps_than_the_unrel
         tmp_path, mongo_uri, database_name):
     """--start auto relaxes an out-of-domain host from the unrelaxed cell; forcing the prediction costs more."""
     recipe = write_recipe(tmp_path, supercell=[3, 3, 3])
-    assert build(recipe, mongo_uri, database_name, "--start", "prediction") == 0
-    assert build(recipe, mongo_uri, database_name) == 0  # auto: the unrelaxed cells, each structure once more
-    assert build(recipe, mongo_uri, database_name, "--start", "unrelaxed") == 0  # the same relaxations: none new
+    two_d = ("--checkpoint", "definet_2d_v2")  # the 2D model alone: bulk Cu is a host it never saw
+    assert build(recipe, mongo_uri, database_name, *two_d, "--start", "prediction") == 0
+    assert build(recipe, mongo_uri, database_name, *two_d) == 0  # auto: the unrelaxed cells, each structure once more
+    assert build(recipe, mongo_uri, database_name, *two_d, "--start", "unrelaxed") == 0  # the same relaxations
     with DatasetStore(mongo_uri, database_name) as store:
         docs = store.query()
     assert len(docs) == 6
@@ -106,13 +107,14 @@ def test_select_relaxes_the_structures_the_ensemble_disagrees_on_most(tmp_path, 
     recipe = write_recipe(tmp_path, supercell=[3, 3, 3], defects_per_structure=[2, 3], structures=6)
     assert build(recipe, mongo_uri, database_name, "--select", "2") == 2  # no ensemble, no spread
     assert "--select 2: choosing by spread needs an ensemble" in capsys.readouterr().err
-    companion = ("--companion", str(tiny_checkpoint), "--start", "prediction")  # the selection is what is tested
+    # the selection is what is tested: the 2D model and a tiny companion, both started from their predictions
+    companion = ("--checkpoint", "definet_2d_v2", "--companion", str(tiny_checkpoint), "--start", "prediction")
     assert build(recipe, mongo_uri, database_name, *companion, "--select", "7") == 2
     assert "must be between 1 and the 6 generated structures" in capsys.readouterr().err
 
     loaded = load_recipe(recipe)
     cases = list(iter_generate(loaded, *recipe_host(loaded)))
-    predicted = Predictor(device="cpu", companion=str(tiny_checkpoint)).predictions(
+    predicted = Predictor("definet_2d_v2", device="cpu", companion=str(tiny_checkpoint)).predictions(
         [c.structure for c in cases], [c.pristine for c in cases], np.eye(3, dtype=int))
     spreads = {c.case_id: p.spread for c, p in zip(cases, predicted, strict=True)}
     assert len(set(np.round(list(spreads.values()), 6))) > 3  # the selection has something to choose by

@@ -36,8 +36,8 @@ def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, m
     docs = run_validation([copper_file], CU_SETTINGS, "emt", store, device="cpu", start="prediction")
     assert sorted(d["defect_name"] for d in docs) == ["Ni_Cu", "v_Cu"]
     for doc in docs:
-        assert doc["start"] == "prediction" and doc["in_domain"] is False  # forced: bulk Cu is out of domain
-        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_2d_v2@")
+        assert doc["start"] == "prediction" and doc["in_domain"] is True  # bulk Cu: the default's bulk route knows it
+        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_v3@")
         assert doc["steps_from_prediction"] >= 1 and doc["steps_from_unrelaxed"] >= 1
         assert doc["energy_from_prediction"] is not None and doc["energy_from_unrelaxed"] is not None
         assert doc["same_minimum"] is not None and doc["max_final_displacement"] is not None
@@ -58,7 +58,7 @@ def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(cop
     from workflows.reports.validation import summarize
 
     docs = run_validation([copper_file], CU_SETTINGS, "emt", {"uri": mongo_uri, "database": database_name},
-                          device="cpu")
+                          checkpoint="definet_2d_v2", device="cpu")  # the 2D model alone knows no bulk host
     assert len(docs) == 2
     for doc in docs:
         assert doc["start"] == "unrelaxed" and doc["start_policy"] == "auto" and doc["in_domain"] is False
@@ -68,11 +68,21 @@ def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(cop
     assert summarize(docs)[0]["n_out_of_domain"] == 2
 
 
+def test_silicon_from_materials_project_starts_from_the_bulk_prediction_by_default(mongo_uri, database_name):
+    settings = EnumerationSettings(mode="single", substitutions={})  # the vacancy, in the default supercell
+    docs = run_validation(["mp-149"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
+                          device="cpu", comparison=False)
+    assert [d["defect_name"] for d in docs] == ["v_Si"] and docs[0]["num_atoms"] >= 17
+    assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction", docs[0]["domain_reasons"]
+    assert docs[0]["checkpoint"].startswith("definet_v3@") and docs[0]["steps_from_prediction"] >= 1
+
+
 def test_chgnet_relaxes_a_small_mos2_case(mongo_uri, database_name, tiny_checkpoint):
     settings = EnumerationSettings(mode="dense", supercell_matrix=[[3, 0, 0], [0, 3, 0], [0, 0, 1]],
                                    dense_vacancies={"S": 1}, n_configs=1)
     docs = run_validation(["MoS2-1L"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
-                          device="cpu", comparison=False, companions=[str(tiny_checkpoint)])
+                          checkpoint="definet_2d_v2", device="cpu", comparison=False,
+                          companions=[str(tiny_checkpoint)])
     assert len(docs) == 1 and docs[0]["prediction_spread"] > 0
     assert docs[0]["in_domain"] is True and docs[0]["start"] == "prediction" and docs[0]["domain_reasons"] == []
     assert docs[0]["steps_from_prediction"] >= 1 and docs[0]["steps_from_unrelaxed"] is None
