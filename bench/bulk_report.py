@@ -23,10 +23,8 @@ from typing import Any
 import numpy as np
 
 from definet_core.dataset import load_dataset
-from definet_core.graph import regraph
-from definet_core.markers import atom_mask
 from definet_core.metrics import mae_ratio, structure_errors, verdict_scores
-from definet_core.predict import Predictor, ensemble_mean_and_spread
+from definet_core.predict import Predictor
 
 DILUTE_ATOMS = 16
 """``dilute_licensed``: the licensed hosts whose val cells all have at least this many atoms (the bulk
@@ -34,30 +32,24 @@ checkpoints train with ``--min-atoms 16``; smaller cells are out of their domain
 
 
 def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str], dict]) -> list[dict[str, Any]]:
-    """One row per val pair: group, host, atoms_id, natoms, dummy/DefiNet/CHGNet MAE, the verdict. With companions
-    the prediction is the members' mean, as the flows use it (companions with other graph settings read rebuilt
-    graphs of the same nodes)."""
+    """One row per val pair: group, host, atoms_id, natoms, dummy/DefiNet/CHGNet MAE, the verdict, the ensemble
+    spread. The prediction is the one the flows use (a router's route, an ensemble's mean); ``in_domain`` is the
+    whole verdict, ``in_domain_before_spread`` the verdict without its spread bound (where one applies)."""
     config = predictor.config
     sets = load_dataset([data], "val", config.radius, config.max_neighbors, progress=False)
     rows = []
     for key, graphs in sets.items():
         group, host = key.split("/", 1)
-        members = [predictor.predict_graphs(graphs)]
-        for companion in predictor.companions:
-            own = (companion.config.radius, companion.config.max_neighbors)
-            same = own == (config.radius, config.max_neighbors)
-            members.append(companion.predict_graphs(graphs if same else [regraph(g, *own) for g in graphs]))
-        for graph, *positions in zip(graphs, *members, strict=True):
-            position, spread = ensemble_mean_and_spread(positions, atom_mask(graph.marker))
+        for graph, position, spread in zip(graphs, *predictor.predicted_graphs(graphs), strict=True):
             errors = structure_errors(graph, position)
-            verdict = predictor.judge(graph, position)
+            verdict = predictor.judge(graph, position, spread)
             measured = chgnet.get((group, host, graph.atoms_id), {})
             dummy = errors["dummy_mae"]
             rows.append({"group": group, "host": host, "atoms_id": graph.atoms_id,
                          "natoms": int((graph.site_index >= 0).sum()), "dummy_mae": dummy, "mae": errors["mae"],
                          "ratio": mae_ratio(errors["mae"], dummy),
                          "in_domain": verdict.in_domain, "reasons": list(verdict.reasons),
-                         "spread": spread if predictor.companions else None,
+                         "in_domain_before_spread": predictor.judge(graph, position).in_domain, "spread": spread,
                          "chgnet_mae": measured.get("chgnet_mae"),
                          "chgnet_ratio": mae_ratio(measured["chgnet_mae"], dummy) if measured else None})
     return rows
@@ -110,14 +102,14 @@ def summary(table: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str
 
 
 def spread_gate(rows: list[dict[str, Any]], target: float = 0.9, splits: int = 200) -> dict[str, Any]:
-    """The ensemble spread as a further verdict rule, on the licensed pairs the verdict calls in domain.
+    """The ensemble spread as a further verdict rule, on the licensed pairs the other rules call in domain.
 
     ``sweep``: for bounds from 1 to 10 mA, the pairs kept (spread <= bound), the precision of "closer to DFT than
     the unrelaxed cell" among them and the worst ratio of a host with a pair kept. ``held_out``: the bound chosen on
     half of the hosts (the largest that keeps precision >= ``target`` there) applied to the other half, over
     ``splits`` random halvings (seeded): the precision a bound read off val would have on hosts it never saw.
     """
-    pairs = [r for r in rows if r["in_domain"] and r["group"] != "gorai" and r["spread"] is not None]
+    pairs = [r for r in rows if r["in_domain_before_spread"] and r["group"] != "gorai" and r["spread"] is not None]
     if not pairs:
         return {}
 

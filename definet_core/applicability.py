@@ -5,7 +5,8 @@ dimensionalities, the largest DFT displacement). A prediction is in-domain only 
 lies inside that domain and the predicted geometry is sane: no two atoms closer than
 ``MIN_CONTACT_FRACTION`` of the sum of their covalent radii, and no atom moved further than
 ``DISPLACEMENT_MARGIN`` times the largest displacement seen in training (and at least
-``DISPLACEMENT_SLACK_A`` beyond it). All rules live here.
+``DISPLACEMENT_SLACK_A`` beyond it). An ensemble calibrated with a spread bound (a route of a routing
+checkpoint) also refuses predictions its members disagree on by more than the bound. All rules live here.
 """
 
 from __future__ import annotations
@@ -150,10 +151,20 @@ def geometry_reasons(graph: Data, predicted: torch.Tensor, domain: Domain) -> li
     return reasons
 
 
-def judge(graph: Data, predicted: torch.Tensor, domain: Domain | None) -> Verdict:
-    """The verdict on one prediction: in-domain only with no reason against it."""
+def spread_reasons(spread: float | None, bound: float | None) -> list[str]:
+    """Why an ensemble's prediction is not trusted: its members disagree by more than ``bound`` (A, mean
+    |dx|,|dy|,|dz| between members, ``predict.ensemble_mean_and_spread``); empty without a bound or a spread."""
+    if bound is None or spread is None or spread <= bound:
+        return []
+    return [f"ensemble spread {spread:.4f} A (> {bound} A, the bound its members were calibrated to)"]
+
+
+def judge(graph: Data, predicted: torch.Tensor, domain: Domain | None, spread: float | None = None,
+          spread_bound: float | None = None) -> Verdict:
+    """The verdict on one prediction (and its ensemble spread): in-domain only with no reason against it."""
     if domain is None:
         return Verdict(False, ("the checkpoint stores no applicability domain (retrain or fine-tune it with "
                                "this version of definet)",))
-    reasons = input_reasons(graph, domain) + geometry_reasons(graph, predicted, domain)
+    reasons = (input_reasons(graph, domain) + geometry_reasons(graph, predicted, domain)
+               + spread_reasons(spread, spread_bound))
     return Verdict(not reasons, tuple(reasons))

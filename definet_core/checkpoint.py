@@ -99,11 +99,13 @@ def save_checkpoint(path: str | Path, model: Model, trained_elements: list[int],
 @dataclass(frozen=True)
 class Router:
     """A routing checkpoint: each host kind (``applicability.dimensionality``: ``2D``, ``bulk``, ...) is predicted
-    by its own checkpoint, named as ``name@sha12`` so the router pins the weights; kinds without a route go to
-    ``default``'s, whose domain then refuses them."""
+    by its own checkpoint, or an ensemble of several, each named as ``name@sha12`` so the router pins the
+    weights; kinds without a route go to ``default``'s, whose domain then refuses them. ``spread_bounds``: per
+    kind, the ensemble spread (A) above which that route's predictions are out of domain."""
 
-    routes: dict[str, str]
+    routes: dict[str, list[str]]
     default: str
+    spread_bounds: dict[str, float]
     metadata: dict[str, Any]
 
 
@@ -122,7 +124,8 @@ def read_router(spec: str | Path | None = None) -> Router | None:
     payload = _payload(resolve_checkpoint(spec))
     if payload["format"] != ROUTER_FORMAT:
         return None
-    return Router(dict(payload["routes"]), payload["default"], payload.get("metadata", {}))
+    routes = {kind: [specs] if isinstance(specs, str) else list(specs) for kind, specs in payload["routes"].items()}
+    return Router(routes, payload["default"], dict(payload.get("spread_bounds", {})), payload.get("metadata", {}))
 
 
 def pinned(spec: str | Path) -> str:
@@ -134,16 +137,23 @@ def pinned(spec: str | Path) -> str:
     return str(path.resolve())
 
 
-def save_router(path: str | Path, routes: dict[str, str], default: str, metadata: dict[str, Any] | None = None) -> None:
-    """Write a routing checkpoint: ``routes`` maps host kinds to checkpoints of weights (``pinned``), ``default``
-    is the kind whose checkpoint serves the others."""
+def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
+                spread_bounds: dict[str, float] | None = None, metadata: dict[str, Any] | None = None) -> None:
+    """Write a routing checkpoint: ``routes`` maps host kinds to one checkpoint of weights or an ensemble of
+    several (each ``pinned``), ``default`` is the kind whose route serves the others, ``spread_bounds`` the
+    ensemble spread above which a kind's predictions are out of domain (``Router``)."""
     if default not in routes:
         raise DefiNetInputError(f"--default {default}: not one of the routes ({', '.join(routes)})")
-    for spec in routes.values():
+    for kind, bound in (spread_bounds or {}).items():
+        if len(routes.get(kind, [])) < 2:
+            raise DefiNetInputError(f"--spread-bound {kind}={bound}: needs an ensemble route for {kind} (KIND=A,B)")
+    for spec in (spec for specs in routes.values() for spec in specs):
         if read_router(spec) is not None:
             raise DefiNetInputError(f"{spec}: a route must name a checkpoint of weights, not another router")
-    torch.save({"format": ROUTER_FORMAT, "version": 1, "routes": {k: pinned(v) for k, v in routes.items()},
-                "default": default, "metadata": metadata or {}}, Path(path))
+    torch.save({"format": ROUTER_FORMAT, "version": 2,
+                "routes": {kind: [pinned(spec) for spec in specs] for kind, specs in routes.items()},
+                "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {}},
+               Path(path))
 
 
 def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
@@ -152,7 +162,7 @@ def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     resolved = resolve_checkpoint(path)
     payload = _payload(resolved)
     if payload["format"] == ROUTER_FORMAT:
-        routes = ", ".join(f"{kind}: {spec}" for kind, spec in payload["routes"].items())
+        routes = ", ".join(f"{kind}: {'+'.join(specs)}" for kind, specs in read_router(path).routes.items())
         raise DefiNetInputError(f"{resolved.stem}: routes host kinds to checkpoints ({routes}); name one of them")
     return payload
 

@@ -92,8 +92,11 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain.set_defaults(handler=_checkpoint_domain)
 
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
-    router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT",
-                        help="host kind (2D, bulk, 1D, 0D) and the checkpoint that serves it (repeatable)")
+    router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
+                        help="host kind (2D, bulk, 1D, 0D) and the checkpoint, or the ensemble, that serves it "
+                             "(repeatable)")
+    router.add_argument("--spread-bound", action="append", default=[], metavar="KIND=A",
+                        help="out of domain above this ensemble spread (A) for an ensemble route (repeatable)")
     router.add_argument("--default", required=True, help="the kind whose checkpoint serves kinds without a route")
     router.add_argument("-o", "--out", required=True, help="routing checkpoint to write")
     router.set_defaults(handler=_router)
@@ -208,15 +211,22 @@ def _router(args: argparse.Namespace) -> None:
     from definet_core.applicability import DIMENSIONALITY
     from definet_core.checkpoint import read_router, save_router
 
-    routes = {}
+    routes, bounds = {}, {}
     for item in args.route:
-        kind, _, spec = item.partition("=")
-        if kind not in DIMENSIONALITY.values() or not spec:
-            raise DefiNetInputError(f"--route {item}: expected KIND=CHECKPOINT with KIND one of "
+        kind, _, specs = item.partition("=")
+        if kind not in DIMENSIONALITY.values() or not specs:
+            raise DefiNetInputError(f"--route {item}: expected KIND=CHECKPOINT[,CHECKPOINT...] with KIND one of "
                                     f"{', '.join(DIMENSIONALITY.values())}")
-        routes[kind] = spec
-    save_router(args.out, routes, args.default)
-    print(json.dumps({"router": args.out, "routes": read_router(args.out).routes}))
+        routes[kind] = specs.split(",")
+    for item in args.spread_bound:
+        kind, _, bound = item.partition("=")
+        try:
+            bounds[kind] = float(bound)
+        except ValueError:
+            raise DefiNetInputError(f"--spread-bound {item}: expected KIND=A with A a spread in A") from None
+    save_router(args.out, routes, args.default, bounds)
+    router = read_router(args.out)
+    print(json.dumps({"router": args.out, "routes": router.routes, "spread_bounds": router.spread_bounds}))
 
 
 OUTPUT_FORMATS = ("same", "cif", "poscar", "json")

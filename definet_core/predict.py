@@ -57,9 +57,10 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", batch_size: int = 16,
                  companion: str | Path | Sequence[str | Path] | None = None, compile: bool = False,
-                 graph_workers: int = 0) -> None:
+                 graph_workers: int = 0, spread_bound: float | None = None) -> None:
         """``companion``: one or more further, independently trained checkpoints. Predictions are then the mean
-        of all the models (an ensemble), and their disagreement is ``Prediction.spread``. ``compile``: run the
+        of all the models (an ensemble), and their disagreement is ``Prediction.spread``; a prediction whose
+        spread exceeds ``spread_bound`` (A) is out of domain (``applicability.spread_reasons``). ``compile``: run the
         model(s) through ``torch.compile`` (~40 s once, then several times faster; see ``compile_policy``).
         ``graph_workers``: processes that build the graphs of ``predictions`` while the model predicts (0: built
         in this process; see ``graph_workers_policy``). They start on first use; ``close`` (or leaving a ``with``
@@ -67,11 +68,14 @@ class Predictor:
         others = [companion] if isinstance(companion, str | Path) else list(companion or [])
         self.companions = [Predictor(other, device, batch_size, compile=compile) for other in others]
         self.device = resolve_device(device)
+        self.spread_bound = spread_bound
         router = read_router(checkpoint)
-        self.routes = {kind: Predictor(spec, device, batch_size, compile=compile)
-                       for kind, spec in (router.routes.items() if router else ())}
-        """A routing checkpoint's predictor per host kind (``checkpoint.Router``); empty for a checkpoint of
-        weights. Every route builds the same graphs, so a graph is built once and served by its route."""
+        self.routes = {kind: Predictor(specs[0], device, batch_size, specs[1:], compile,
+                                       spread_bound=router.spread_bounds.get(kind))
+                       for kind, specs in (router.routes.items() if router else ())}
+        """A routing checkpoint's predictor per host kind (``checkpoint.Router``; a route of several checkpoints
+        is an ensemble); empty for a checkpoint of weights. Every route builds the same graphs, so a graph is
+        built once and served by its route."""
         if router is not None:
             primary = self.routes[router.default]
             self.default_route = router.default
@@ -91,7 +95,8 @@ class Predictor:
             if set(partner.routes) != set(self.routes):
                 own, theirs = (", ".join(sorted(p.routes)) or "none" for p in (self, partner))
                 raise DefiNetInputError(f"--companion {name}: routes host kinds {theirs}, the checkpoint {own}; "
-                                        "ensemble members must route alike")
+                                        "ensemble members must route alike (a router with a router of the same "
+                                        "kinds, e.g. definet_v3_seed1; models of one kind with --checkpoint)")
         self.batch_size = batch_size
         self.graph_workers = graph_workers
         self._pool: ProcessPoolExecutor | None = None
@@ -164,21 +169,40 @@ class Predictor:
             return self
         return self.routes.get(dimensionality(graph), self.routes[self.default_route])
 
-    def judge(self, graph: Data, positions: torch.Tensor) -> Verdict:
-        """The applicability verdict on one prediction (a router asks the domain of the route that served it)."""
-        return judge(graph, positions, self.route(graph).domain)
+    def judge(self, graph: Data, positions: torch.Tensor, spread: float | None = None) -> Verdict:
+        """The applicability verdict on one prediction and its ensemble spread (a router asks the domain and
+        the spread bound of the route that served it)."""
+        route = self.route(graph)
+        return judge(graph, positions, route.domain, spread, route.spread_bound)
+
+    @torch.no_grad()
+    def _served(self, graphs: Sequence[Data]) -> tuple[list[torch.Tensor], list[float | None]]:
+        """The prediction of one batch as this predictor serves it, and each graph's ensemble spread: a router's
+        routes each predict their graphs; with companions, the mean of all the models (an ensemble: two small
+        models give 3 % lower mean val MAE than either alone, three models 5 %) and their disagreement."""
+        own, spreads = self._routed(graphs) if self.routes else (self._positions(graphs), [None] * len(graphs))
+        if not self.companions:
+            return own, spreads
+        rebuilt: dict[tuple[float, int], list[Data]] = {}
+        members = [own, *(c._served(self._graphs_for(c, graphs, rebuilt))[0] for c in self.companions)]
+        per_graph = [ensemble_mean_and_spread(list(each), atom_mask(g.marker))
+                     for g, *each in zip(graphs, *members, strict=True)]
+        return [mean for mean, _ in per_graph], [spread for _, spread in per_graph]
+
+    def _routed(self, graphs: Sequence[Data]) -> tuple[list[torch.Tensor], list[float | None]]:
+        """A router's prediction of one batch: each route serves its graphs (``_served``), stitched in order."""
+        served = [self.route(g) for g in graphs]
+        positions: list[torch.Tensor | None] = [None] * len(graphs)
+        spreads: list[float | None] = [None] * len(graphs)
+        for route in {id(r): r for r in served}.values():
+            mine = [i for i, r in enumerate(served) if r is route]
+            for i, p, spread in zip(mine, *route._served([graphs[i] for i in mine]), strict=True):
+                positions[i], spreads[i] = p, spread
+        return positions, spreads
 
     @torch.no_grad()
     def _positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
-        """Predicted positions of every node of one batch of graphs, one tensor per graph."""
-        if self.routes:
-            served = [self.route(g) for g in graphs]
-            positions: list[torch.Tensor | None] = [None] * len(graphs)
-            for route in {id(r): r for r in served}.values():
-                mine = [i for i, r in enumerate(served) if r is route]
-                for i, p in zip(mine, route._positions([graphs[i] for i in mine]), strict=True):
-                    positions[i] = p
-            return positions
+        """This checkpoint's own predicted positions of every node of one batch, one tensor per graph."""
         batch = Batch.from_data_list(list(graphs)).to(self.device)
         positions = self.forward(batch).double().cpu()
         return list(positions.split(batch.ptr.diff().tolist()))
@@ -189,21 +213,9 @@ class Predictor:
         return [companion.checkpoint for companion in self.companions]
 
     def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
-        """Predictions of one batch: structures written back, the verdict and (with companions) the spread.
-
-        With companions the prediction is the mean of all the models' positions (an ensemble: two small models
-        give 3 % lower mean val MAE than either alone, three models 5 %) and the spread is their disagreement.
-        """
-        positions = self._positions(graphs)
-        spreads: list[float | None] = [None] * len(graphs)
-        if self.companions:
-            rebuilt: dict[tuple[float, int], list[Data]] = {}
-            members = [positions, *(c._positions(self._graphs_for(c, graphs, rebuilt)) for c in self.companions)]
-            per_graph = [ensemble_mean_and_spread(list(own), atom_mask(g.marker))
-                         for g, *own in zip(graphs, *members, strict=True)]
-            positions = [mean for mean, _ in per_graph]
-            spreads = [spread for _, spread in per_graph]
-        return [Prediction(to_structure(s, g, p), g, self.judge(g, p), spread)
+        """Predictions of one batch (``_served``): structures written back, the verdict and the spread."""
+        positions, spreads = self._served(graphs)
+        return [Prediction(to_structure(s, g, p), g, self.judge(g, p, spread), spread)
                 for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
 
     def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],
@@ -218,11 +230,24 @@ class Predictor:
         return rebuilt[settings]
 
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
-        """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph.
+        """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph, as the
+        predictor serves them (routes, ensemble means: ``predicted_graphs``).
 
         ``progress`` is the label of a progress bar over batches (none when ``None``).
         """
-        return [p for part in self._batches(len(graphs), progress) for p in self._positions(graphs[part])]
+        return self.predicted_graphs(graphs, progress)[0]
+
+    def predicted_graphs(self, graphs: Sequence[Data], progress: str | None = None
+                         ) -> tuple[list[torch.Tensor], list[float | None]]:
+        """``predict_graphs`` and each graph's ensemble spread (None without companions); judge them with
+        ``judge``."""
+        positions: list[torch.Tensor] = []
+        spreads: list[float | None] = []
+        for part in self._batches(len(graphs), progress):
+            served, spread = self._served(graphs[part])
+            positions += served
+            spreads += spread
+        return positions, spreads
 
     def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure] | None = None,
                     supercell_matrix: np.ndarray | None = None, names: Sequence[str] | None = None,

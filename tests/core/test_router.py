@@ -24,7 +24,7 @@ def copper_vacancy() -> tuple[Structure, Structure]:
 def router(tmp_path_factory):
     """2D hosts to definet_2d_v2, bulk hosts to definet_2d_seed1 (another model, so the route shows)."""
     path = tmp_path_factory.mktemp("router") / "routed.pt"
-    save_router(path, {"2D": "definet_2d_v2", "bulk": "definet_2d_seed1"}, default="2D")
+    save_router(path, {"2D": ["definet_2d_v2"], "bulk": ["definet_2d_seed1"]}, default="2D")
     return path
 
 
@@ -41,12 +41,25 @@ def test_each_host_kind_is_predicted_and_judged_by_its_route(router):
 
 
 def test_a_router_pins_packaged_routes_by_content_and_is_named_by_its_own(router):
-    assert read_router(router).routes == {"2D": checkpoint_id("definet_2d_v2"),
-                                          "bulk": checkpoint_id("definet_2d_seed1")}
+    assert read_router(router).routes == {"2D": [checkpoint_id("definet_2d_v2")],
+                                          "bulk": [checkpoint_id("definet_2d_seed1")]}
     assert Predictor(router, device="cpu").checkpoint == checkpoint_id(router)
     assert read_router("definet_2d_v2") is None
     with pytest.raises(DefiNetInputError, match=r"routed: routes host kinds to checkpoints \(2D: definet_2d_v2@"):
         read_checkpoint(router)  # training, fine-tuning and checkpoint-domain need one set of weights
+
+
+def test_an_ensemble_route_serves_its_mean_and_refuses_what_its_members_disagree_on(tmp_path):
+    path = tmp_path / "ensemble.pt"
+    save_router(path, {"2D": ["definet_2d_v2", "definet_2d_seed1"]}, default="2D", spread_bounds={"2D": 1e-4})
+    cell, host = random_defect_cell(np.random.default_rng(3), size=6, n_vacancies=2, c=20.0)
+    (routed,) = Predictor(path, device="cpu").predictions([cell], host)
+    (pair,) = Predictor("definet_2d_v2", device="cpu", companion="definet_2d_seed1").predictions([cell], host)
+    assert np.allclose(routed.structure.cart_coords, pair.structure.cart_coords) and routed.spread == pair.spread
+    assert pair.verdict.in_domain and pair.spread > 1e-4
+    assert not routed.verdict.in_domain and routed.verdict.reasons[0].startswith("ensemble spread")
+    with pytest.raises(DefiNetInputError, match=r"--spread-bound bulk=0\.1: needs an ensemble route for bulk"):
+        save_router(path, {"2D": ["definet_2d_v2"], "bulk": ["definet_2d"]}, "2D", spread_bounds={"bulk": 0.1})
 
 
 def test_ensemble_members_must_route_alike(router):
@@ -66,9 +79,14 @@ def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
         return run_handler(parser.parse_args(argv))
 
     out = tmp_path / "mine.pt"
-    assert definet(["router", "--route", "2D=definet_2d_v2", "--route", "bulk=definet_2d", "--default", "2D",
-                    "-o", str(out)]) == 0
-    assert read_router(out).default == "2D" and "definet_2d@" in capsys.readouterr().out
+    assert definet(["router", "--route", "2D=definet_2d_v2", "--route", "bulk=definet_2d,definet_2d_seed1",
+                    "--spread-bound", "bulk=0.004", "--default", "2D", "-o", str(out)]) == 0
+    written = read_router(out)
+    assert written.default == "2D" and len(written.routes["bulk"]) == 2 and written.spread_bounds == {"bulk": 0.004}
+    assert "definet_2d@" in capsys.readouterr().out
+    assert definet(["router", "--route", "2D=definet_2d_v2", "--spread-bound", "2D=wide", "--default", "2D",
+                    "-o", str(tmp_path / "y.pt")]) == 2
+    assert "--spread-bound 2D=wide: expected KIND=A" in capsys.readouterr().err
     assert definet(["router", "--route", "slab=definet_2d_v2", "--default", "slab", "-o", str(out)]) == 2
     assert "--route slab=definet_2d_v2: expected KIND=CHECKPOINT" in capsys.readouterr().err
     assert definet(["router", "--route", "2D=definet_2d_v2", "--default", "bulk", "-o", str(out)]) == 2

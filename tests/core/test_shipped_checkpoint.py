@@ -14,8 +14,10 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert router.routes["2D"].startswith("definet_2d_v2@") and router.routes["bulk"].startswith("definet_bulk_v1@")
-    for spec in router.routes.values():
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v2"]
+    assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
+    assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
+    for spec in router.routes["2D"] + router.routes["bulk"]:
         assert resolve_checkpoint(spec).stat().st_size < 25 * 2**20
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])

@@ -1,0 +1,81 @@
+"""What routing costs: whole ``Predictor.predictions`` calls through the default router against its route alone.
+
+    python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2]
+
+Two workloads, each timed through the routing default (``definet_v3``) and through the checkpoint its route
+serves them with, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route,
+``definet_2d_v2``) and Si vacancies and substitutions in the default bulk supercell of ``mp-149`` (bulk route,
+``definet_bulk_v1``), plus a mixed list of both through the router. Graph building, the model and the verdicts
+are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and the
+ratio of the router to the route alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+
+from definet_core.predict import Predictor
+
+
+def mos2_cases(n: int) -> list[tuple[Structure, Structure]]:
+    """``n`` dense-defect MoS2 8x8 cases (structure, pristine supercell)."""
+    from workflows.defects.enumeration import dense_defects
+    from workflows.hosts import resolve_host
+
+    host_id, host = resolve_host("MoS2-1L")
+    found = dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"S": 5, "Mo": 2},
+                          substitutions={"Mo": {"W": 4}, "S": {"Se": 2}}, seed=1)
+    return [(c.structure, c.pristine) for c in found]
+
+
+def silicon_cases(n: int) -> list[tuple[Structure, Structure]]:
+    """``n`` Si cases of the default bulk supercell: the vacancy and substitutions, repeated to ``n``."""
+    from workflows.defects.enumeration import choose_supercell, single_defects
+    from workflows.hosts import resolve_host
+
+    host_id, host = resolve_host("mp-149")
+    matrix = choose_supercell(host)
+    found = single_defects(host_id, host, matrix, substitutions={"Si": ["Ge", "C", "Sn"]})
+    pristine = host.copy()
+    pristine.make_supercell(matrix)
+    return [(found[i % len(found)].structure, pristine) for i in range(n)]
+
+
+def rate(predictor: Predictor, cases: list[tuple[Structure, Structure]], repeats: int) -> float:
+    """Structures/s of ``predictor.predictions`` on ``cases``, best of ``repeats`` after one warm-up call."""
+    structures, hosts = [c[0] for c in cases], [c[1] for c in cases]
+    predictor.predictions(structures[:2], hosts[:2])
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predictions(structures, hosts)
+        best = min(best, time.perf_counter() - start)
+    return len(cases) / best
+
+
+def main() -> None:
+    """Print the rates and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=32, help="structures per workload")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    router = Predictor(device="cpu")
+    workloads = {"MoS2 8x8 (2D route)": ("definet_2d_v2", mos2_cases(args.n)),
+                 "Si mp-149 (bulk route)": ("definet_bulk_v1", silicon_cases(args.n))}
+    print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
+    for name, (route, cases) in workloads.items():
+        alone, routed = rate(Predictor(route, device="cpu"), cases, args.repeats), rate(router, cases, args.repeats)
+        print(f"{name:24s} {route}: {alone:6.1f} structures/s   router: {routed:6.1f}   ratio {routed / alone:.2f}")
+    mixed = [case for pair in zip(*(cases for _, cases in workloads.values()), strict=True) for case in pair]
+    print(f"{'mixed, alternating':24s} router: {rate(router, mixed, args.repeats):6.1f} structures/s")
+
+
+if __name__ == "__main__":
+    main()
