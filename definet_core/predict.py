@@ -96,7 +96,7 @@ class Predictor:
                 own, theirs = (", ".join(sorted(p.routes)) or "none" for p in (self, partner))
                 raise DefiNetInputError(f"--companion {name}: routes host kinds {theirs}, the checkpoint {own}; "
                                         "ensemble members must route alike (a router with a router of the same "
-                                        "kinds, e.g. definet_v3_seed1; models of one kind with --checkpoint)")
+                                        "kinds; 2D models with --checkpoint definet_2d_v2)")
         self.batch_size = batch_size
         self.graph_workers = graph_workers
         self._pool: ProcessPoolExecutor | None = None
