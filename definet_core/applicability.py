@@ -1,8 +1,8 @@
 """Applicability domain: may a prediction serve as a relaxation start? One verdict per structure, with reasons.
 
 A checkpoint stores the domain it was trained on (``Domain``: elements, defect kinds, host
-dimensionalities, the largest DFT displacement). A prediction is in-domain only when the input
-lies inside that domain and the predicted geometry is sane: no two atoms closer than
+dimensionalities, host chemical systems, the smallest cell, the largest DFT displacement). A prediction is
+in-domain only when the input lies inside that domain and the predicted geometry is sane: no two atoms closer than
 ``MIN_CONTACT_FRACTION`` of the sum of their covalent radii, and no atom moved further than
 ``DISPLACEMENT_MARGIN`` times the largest displacement seen in training (and at least
 ``DISPLACEMENT_SLACK_A`` beyond it). An ensemble calibrated with a spread bound (a route of a routing
@@ -51,6 +51,10 @@ class Domain:
     min_atoms: int = 0
     """The fewest atoms of a training cell: a smaller cell is a concentrated defect, not a dilute one (0: no
     rule, as in checkpoints written before it)."""
+    host_systems: tuple[str, ...] = ()
+    """The chemical systems of the training hosts (``host_system``): a host whose system is not among them is one
+    the model never saw, even when it knows every element (WSe2 for a model that met W and Se only as dopants
+    of other hosts). Empty: no rule, as in checkpoints written before it."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the checkpoint."""
@@ -60,7 +64,8 @@ class Domain:
     def from_dict(cls, values: dict[str, Any]) -> Domain:
         """Inverse of ``to_dict``."""
         return cls(tuple(values["elements"]), tuple(values["markers"]), tuple(values["dimensionalities"]),
-                   float(values["max_displacement"]), int(values.get("min_atoms", 0)))
+                   float(values["max_displacement"]), int(values.get("min_atoms", 0)),
+                   tuple(values.get("host_systems", ())))
 
 
 @dataclass(frozen=True)
@@ -91,10 +96,18 @@ def dimensionality(graph: Data) -> str:
     return DIMENSIONALITY[vacuum_directions]
 
 
+def host_system(graph: Data) -> str:
+    """The host's chemical system, e.g. ``Mo-S``: the elements of its unchanged sites and of its vacancy nodes
+    (which carry the removed element), so dopants do not count."""
+    host_sites = (graph.marker == Marker.PRISTINE) | (graph.marker == Marker.VACANCY)
+    return "-".join(sorted({Element.from_Z(int(z)).symbol for z in graph.z[host_sites].unique()}))
+
+
 def domain_of(graphs: Iterable[Data]) -> Domain:
     """The domain spanned by training graphs (their targets ``y`` give the displacements)."""
-    elements, markers, kinds, largest, fewest = set(), set(), set(), 0.0, None
+    elements, markers, kinds, largest, fewest, systems = set(), set(), set(), 0.0, None, set()
     for graph in graphs:
+        systems.add(host_system(graph))
         elements.update(int(z) for z in graph.z.unique())
         markers.update(int(m) for m in graph.marker.unique())
         kinds.add(dimensionality(graph))
@@ -102,7 +115,8 @@ def domain_of(graphs: Iterable[Data]) -> Domain:
         largest = max(largest, float(torch.linalg.norm(graph.y - graph.pos, dim=-1)[atoms].max()))
         count = int(atoms.sum())
         fewest = count if fewest is None else min(fewest, count)
-    return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest, fewest or 0)
+    return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest, fewest or 0,
+                  tuple(sorted(systems)))
 
 
 def _symbols(numbers: Iterable[int]) -> str:
@@ -123,6 +137,10 @@ def input_reasons(graph: Data, domain: Domain) -> list[str]:
     atoms = int(atom_mask(graph.marker).sum())
     if atoms < domain.min_atoms:
         reasons.append(f"{atoms} atoms: smaller than every training cell ({domain.min_atoms} atoms or more)")
+    system = host_system(graph)
+    if domain.host_systems and system not in domain.host_systems:
+        reasons.append(f"host {system}: never a training host ({len(domain.host_systems)} host systems known; "
+                       "fine-tune on it first: docs/new_host.md)")
     return reasons
 
 

@@ -89,6 +89,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain.add_argument("checkpoint", help="checkpoint file or packaged name")
     domain.add_argument("--data", action="append", required=True, help="dataset root it was trained on (repeatable)")
     domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
+    domain.add_argument("--min-atoms", type=int, default=0, metavar="N",
+                        help="the --min-atoms it was trained with (structures of fewer atoms left out)")
     domain.set_defaults(handler=_checkpoint_domain)
 
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
@@ -194,12 +196,13 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _checkpoint_domain(args: argparse.Namespace) -> None:
     from definet_core.applicability import domain_of
     from definet_core.checkpoint import load_model, save_checkpoint
-    from definet_core.dataset import load_dataset
+    from definet_core.dataset import load_dataset, with_min_atoms
     from definet_core.predict import checkpoint_id
 
     model, payload = load_model(args.checkpoint)
     config = model.config
-    sets = load_dataset(args.data, "train", config.radius, config.max_neighbors)
+    sets = with_min_atoms(load_dataset(args.data, "train", config.radius, config.max_neighbors), args.min_atoms,
+                          "train")
     domain = domain_of(g for graphs in sets.values() for g in graphs)
     metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data}
     save_checkpoint(args.out, model, list(domain.elements), metadata,
