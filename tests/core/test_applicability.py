@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from definet_core.applicability import Domain, dimensionality, domain_of, judge
+from definet_core.applicability import Domain, dimensionality, domain_of, host_system, judge
 from definet_core.checkpoint import SHIPPED_CHECKPOINT, read_checkpoint, resolve_checkpoint
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph
@@ -65,6 +65,21 @@ def test_a_cell_smaller_than_every_training_cell_is_out_of_domain():
     tiny_graph = build_graph(defect_nodes(tiny, host), 5.0, 24)
     verdict = judge(tiny_graph, tiny_graph.pos, domain)
     assert verdict.reasons == ("7 atoms: smaller than every training cell (31 atoms or more)",)
+
+
+def test_a_host_no_training_host_had_is_out_of_domain_even_when_every_element_is_known():
+    """WSe2 for a model that met W and Se only as dopants of MoS2: the left-out-material case of issue 14."""
+    graph = mos2_graph()  # S vacancies and Se on S sites: Se is a dopant, not part of the host
+    assert host_system(graph) == "Mo-S"
+    domain = replace(domain_of([graph]), elements=(16, 34, 42, 74))
+    assert domain.host_systems == ("Mo-S",) and judge(graph, graph.pos, domain).in_domain
+    cell, host = random_defect_cell(np.random.default_rng(4), size=4)
+    cell.replace_species({"Mo": "W", "S": "Se"})
+    host.replace_species({"Mo": "W", "S": "Se"})
+    wse2 = build_graph(defect_nodes(cell, host), 5.0, 24)
+    verdict = judge(wse2, wse2.pos, domain)
+    assert [r.split(":")[0] for r in verdict.reasons] == ["host Se-W"] and "never a training host" in verdict.reasons[0]
+    assert judge(wse2, wse2.pos, replace(domain, host_systems=())).in_domain  # checkpoints written before the rule
 
 
 def test_an_in_domain_prediction_has_no_reasons():
@@ -129,7 +144,7 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
     assert resolve_checkpoint(recorded).name == "definet_2d.pt"
     with pytest.raises(DefiNetInputError, match="not 000000000000"):
         resolve_checkpoint("definet_2d@000000000000")
-    packaged = ("definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2, definet_bulk_v1, "
+    packaged = ("definet_2d, definet_2d_large, definet_2d_seed1, definet_2d_v2, definet_2d_v3, definet_bulk_v1, "
                 "definet_bulk_v1_seed1, definet_v3")
     with pytest.raises(DefiNetInputError, match=f"packaged checkpoints: {packaged}"):
         resolve_checkpoint("no_such_model")
