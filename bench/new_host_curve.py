@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,8 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
     workdir = options.workdir / options.material.replace("/", "_")
     workdir.mkdir(parents=True, exist_ok=True)
     options.ns = [n for n in options.ns if n <= len(train_graphs)]
-    result: dict[str, Any] = {"material": key, "base": str(options.base), "ns": options.ns,
+    result: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "material": key,
+                              "base": str(options.base), "ns": options.ns,
                               "zero_shot_ratio": ratio(options.base, val, settings),
                               "zero_shot_verdict": zero_shot_verdict(options.base, val),
                               "reference": options.reference,
