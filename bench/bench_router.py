@@ -2,10 +2,11 @@
 
     python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2]
 
-Two workloads, each timed through the routing default (``definet_v3``) and through the checkpoint its route
-serves them with, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route,
-``definet_2d_v2``) and Si vacancies and substitutions in the default bulk supercell of ``mp-149`` (bulk route,
-``definet_bulk_v1``), plus a mixed list of both through the router. Graph building, the model and the verdicts
+Two workloads, each timed through the routing default (``definet_v3``) and through one model of the kind its
+route serves, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model, against
+``definet_2d_v2``: the cost of routing) and Si vacancies and substitutions in the default bulk supercell of
+``mp-149`` (bulk route, a two-model ensemble, against ``definet_bulk_v1`` alone: the ensemble's cost), plus a
+mixed list of both through the router. Graph building, the model and the verdicts
 are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and the
 ratio of the router to the route alone.
 """
