@@ -20,8 +20,8 @@ ROUTER_FORMAT = "definet-router"
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
 SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v3.pt"
-"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v2`` and bulk hosts to
-``definet_bulk_v1`` (see the model card)."""
+"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v3`` and bulk hosts to the
+ensemble ``definet_bulk_v1`` + ``definet_bulk_v1_seed1`` (see the model card)."""
 
 
 def resolve_checkpoint(spec: str | Path | None = None) -> Path:
@@ -109,7 +109,10 @@ class Router:
     metadata: dict[str, Any]
 
 
-def _payload(path: Path) -> dict[str, Any]:
+def read_payload(spec: str | Path | None = None) -> dict[str, Any]:
+    """The raw payload of a checkpoint of weights or a routing checkpoint (``resolve_checkpoint``'s ``spec``),
+    read once; ``router_of`` and ``model_of`` take it apart."""
+    path = resolve_checkpoint(spec)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
@@ -121,7 +124,11 @@ def _payload(path: Path) -> dict[str, Any]:
 
 def read_router(spec: str | Path | None = None) -> Router | None:
     """The routes of a routing checkpoint (``resolve_checkpoint``'s ``spec``); None for a checkpoint of weights."""
-    payload = _payload(resolve_checkpoint(spec))
+    return router_of(read_payload(spec))
+
+
+def router_of(payload: dict[str, Any]) -> Router | None:
+    """The routes of a ``read_payload`` payload; None for a checkpoint of weights."""
     if payload["format"] != ROUTER_FORMAT:
         return None
     routes = {kind: [specs] if isinstance(specs, str) else list(specs) for kind, specs in payload["routes"].items()}
@@ -159,11 +166,12 @@ def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
 def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:
     """The raw checkpoint payload of a file or packaged name (``resolve_checkpoint``); ``None``: the default.
     A routing checkpoint has no single payload: the error names its routes."""
-    resolved = resolve_checkpoint(path)
-    payload = _payload(resolved)
-    if payload["format"] == ROUTER_FORMAT:
-        routes = ", ".join(f"{kind}: {'+'.join(specs)}" for kind, specs in read_router(path).routes.items())
-        raise DefiNetInputError(f"{resolved.stem}: routes host kinds to checkpoints ({routes}); name one of them")
+    payload = read_payload(path)
+    router = router_of(payload)
+    if router is not None:
+        routes = ", ".join(f"{kind}: {'+'.join(specs)}" for kind, specs in router.routes.items())
+        raise DefiNetInputError(f"{resolve_checkpoint(path).stem}: routes host kinds to checkpoints ({routes}); "
+                                "name one of them")
     return payload
 
 
@@ -175,7 +183,12 @@ def float32_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
 def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
     """Model in eval mode on ``device`` and its checkpoint payload (config, elements, metadata)."""
     payload = read_checkpoint(path)
+    return model_of(payload, device), payload
+
+
+def model_of(payload: dict[str, Any], device: str | torch.device = "cpu") -> Model:
+    """The model of a checkpoint-of-weights payload, in eval mode on ``device``."""
     model = build_model(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict(float32_state(payload))
     model.eval()
-    return model.to(device), payload
+    return model.to(device)

@@ -16,7 +16,7 @@ from torch_geometric.data import Batch, Data
 from tqdm import tqdm
 
 from definet_core.applicability import Domain, Verdict, dimensionality, judge
-from definet_core.checkpoint import content_hash, load_model, read_router, resolve_checkpoint, resolve_device
+from definet_core.checkpoint import content_hash, model_of, read_payload, resolve_checkpoint, resolve_device, router_of
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, regraph
@@ -69,7 +69,8 @@ class Predictor:
         self.companions = [Predictor(other, device, batch_size, compile=compile) for other in others]
         self.device = resolve_device(device)
         self.spread_bound = spread_bound
-        router = read_router(checkpoint)
+        payload = read_payload(checkpoint)  # read once: a router's routes, or the weights
+        router = router_of(payload)
         self.routes = {kind: Predictor(specs[0], device, batch_size, specs[1:], compile,
                                        spread_bound=router.spread_bounds.get(kind))
                        for kind, specs in (router.routes.items() if router else ())}
@@ -85,7 +86,7 @@ class Predictor:
             if len(settings) > 1:
                 raise DefiNetInputError(f"{checkpoint}: its routes read different graphs ({sorted(settings)})")
         else:
-            self.model, payload = load_model(checkpoint, self.device)
+            self.model = model_of(payload, self.device)
             self.forward = CompiledForward(self.model) if compile else self.model
             self.config = self.model.config
             self.domain = Domain.from_dict(payload["domain"]) if payload.get("domain") else None
