@@ -122,12 +122,7 @@ def spread_gate(rows: list[dict[str, Any]], target: float = 0.9, splits: int = 2
     sweep = []
     for bound in np.arange(0.001, 0.0105, 0.001):
         inside = kept(pairs, bound)
-        by_host: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in inside:
-            by_host[r["host"]].append(r)
-        worst = max((mae_ratio(float(np.mean([r["mae"] for r in members])),
-                               float(np.mean([r["dummy_mae"] for r in members]))) for members in by_host.values()),
-                    default=None)
+        worst = max((h["ratio"] for h in host_table(inside) if h["ratio"] is not None), default=None)
         sweep.append({"bound_A": round(float(bound), 4), "kept": len(inside), "precision": precision(inside),
                       "worst_kept_host_ratio": worst})
     hosts = sorted({r["host"] for r in pairs})

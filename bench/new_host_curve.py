@@ -54,18 +54,17 @@ def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int
     return errors["ratio"]
 
 
-def zero_shot_verdict(checkpoint: str | Path, graphs: list[Data]) -> dict[str, Any]:
-    """The left-out model's verdict on the new host's val structures (built with its own graph settings): how
-    well "in domain" calls "closer to DFT than the unrelaxed cell", and the reasons it gives against."""
+def zero_shot(checkpoint: str | Path, graphs: list[Data]) -> tuple[float, dict[str, Any]]:
+    """The left-out model on the new host's val structures (built with its own graph settings), from one
+    prediction: its ratio, and how well its verdict's "in domain" calls "closer to DFT than the unrelaxed cell",
+    with the reasons it gives against."""
     predictor = Predictor(checkpoint, device="auto")
     predictions = predictor.predict_graphs(graphs)
+    errors = [structure_errors(g, p) for g, p in zip(graphs, predictions, strict=True)]
     verdicts = [predictor.judge(g, p) for g, p in zip(graphs, predictions, strict=True)]
-    closer = []
-    for graph, position in zip(graphs, predictions, strict=True):
-        errors = structure_errors(graph, position)
-        closer.append(errors["mae"] < errors["dummy_mae"])
     reasons = sorted({reason.split(":")[0] for v in verdicts for reason in v.reasons})
-    return {**verdict_scores(closer, [v.in_domain for v in verdicts]), "n": len(graphs), "reasons": reasons}
+    scores = verdict_scores([e["mae"] < e["dummy_mae"] for e in errors], [v.in_domain for v in verdicts])
+    return average_errors(errors)["ratio"], {**scores, "n": len(graphs), "reasons": reasons}
 
 
 def split_subset(graphs: list[Data]) -> tuple[list[Data], list[Data]]:
@@ -122,10 +121,10 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
     workdir = options.workdir / options.material.replace("/", "_")
     workdir.mkdir(parents=True, exist_ok=True)
     options.ns = [n for n in options.ns if n <= len(train_graphs)]
+    zero_shot_ratio, zero_shot_verdict = zero_shot(options.base, val)
     result: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "material": key,
                               "base": str(options.base), "ns": options.ns,
-                              "zero_shot_ratio": ratio(options.base, val, settings),
-                              "zero_shot_verdict": zero_shot_verdict(options.base, val),
+                              "zero_shot_ratio": zero_shot_ratio, "zero_shot_verdict": zero_shot_verdict,
                               "reference": options.reference,
                               "reference_ratio": ratio(options.reference, val, settings),
                               "fine_tuned": [], "scratch": []}
