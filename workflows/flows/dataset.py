@@ -45,8 +45,8 @@ class DatasetBuildMaker(Maker):
         """Flow over the recipe's first ``structures`` structures on ``host`` (its id and unit cell)."""
         if self.select is not None and not self.predict_maker.companions:
             raise DefiNetInputError(f"--select {self.select}: choosing by spread needs an ensemble; add --companion "
-                                    "CHECKPOINT (DefiNetPredictMaker.companions; e.g. --checkpoint definet_2d_v2 --companion "
-                                    "definet_2d_seed1)")
+                                    "CHECKPOINT (DefiNetPredictMaker.companions; e.g. --checkpoint definet_2d_v2 "
+                                    "--companion definet_2d_seed1)")
         cases = generation_job(recipe, host[0], host[1], structures)
         predict = self.predict_maker.make(cases.output)
         relax = with_store(relax_and_record_dataset(recipe, cases.output, predict.output,
