@@ -2,7 +2,7 @@
 
     python bench/new_host_curve.py --data ../shared/data/definet_2d --material high_density/WSe2 \\
         --base experiments/loo_WSe2.pt [--second experiments/loo_WSe2_seed1.pt] [--reference definet_2d_v2] \\
-        [--ns 10 25 50 100 400] [--epochs 40] [--lr 1e-3] [--compile] \\
+        [--ns 10 25 50 100 400] [--settings-ns 25 100] [--epochs 40] [--lr 1e-3] [--compile] \\
         --out docs/figures/new_host_WSe2.json --plot docs/figures/new_host_WSe2.png
 
 ``--base`` is a model trained on everything except ``--material`` (both densities; ``training/loo_run.sh``
@@ -13,7 +13,8 @@ a model fine-tuned from the base and one trained from scratch with the base's se
 Of each subset a fifth (at least 2) is the early-stopping split, so N counts every DFT pair used and the val
 split is only measured. With ``--second`` (a left-out model of another seed), N = 25 and 50 (``--spread-ns``)
 are also chosen by the two models' spread (the pairs they disagree on most) and compared with three random
-draws of N.
+draws of N. With ``--settings-ns``, the fine-tune settings of ``VARIANTS`` (learning rate, frozen parts, published
+pairs mixed in) are compared at those N.
 The JSON holds every ratio (model MAE / unrelaxed MAE on val) and the N at which the fine-tuned curve reaches
 ratio 0.6 and 0.5 (interpolated in log N). Checkpoints go to ``--workdir`` (experiments, not shipped).
 """
@@ -40,6 +41,14 @@ from definet_core.predict import Predictor, ensemble_mean_and_spread
 from definet_core.train import TrainConfig, state_path, train
 
 RANDOM_DRAWS = 3
+VARIANTS: dict[str, dict[str, Any]] = {
+    "lr 3e-4": {"lr": 3e-4},
+    "lr 3e-3": {"lr": 3e-3},
+    "frozen embeddings": {"freeze": ("element_embedding", "marker_embedding")},
+    "frozen embeddings and layers 0-1": {"freeze": ("element_embedding", "marker_embedding", "layers.0", "layers.1")},
+    "mixed 1:1 with published pairs": {"mix": 1},
+}
+"""Fine-tune settings that ``--settings-ns`` compares with the default (``--lr``, nothing frozen, new pairs only)."""
 
 
 def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int]) -> float:
@@ -74,15 +83,24 @@ def split_subset(graphs: list[Data]) -> tuple[list[Data], list[Data]]:
 
 
 def trained(graphs: list[Data], key: str, out: Path, config: ModelConfig, options: argparse.Namespace,
-            init: Path | None) -> Path:
+            init: Path | None, variant: dict[str, Any] | None = None,
+            published: list[Data] | None = None) -> Path:
     """A model trained on ``graphs`` (fine-tuned from ``init`` when given), its best-epoch checkpoint. A finished
-    run is reused and a stopped one resumed, so a killed curve picks up where it stopped."""
+    run is reused and a stopped one resumed, so a killed curve picks up where it stopped. ``variant`` overrides
+    the fine-tune's settings (``lr``, ``freeze``; ``mix``: that many published pairs per new pair, drawn from
+    ``published``, join the training part; early stopping stays on the new host's pairs)."""
     finished = out.with_suffix(".summary.json")
     if finished.exists():
         return out
+    variant = dict(variant or {})
+    mix = variant.pop("mix", 0)
     fit, stop = split_subset(graphs)
-    schedule = TrainConfig(epochs=options.epochs, batch_size=min(8, len(fit)), lr=options.lr,
-                           early_stop_patience=options.patience, compile=options.compile, seed=options.seed)
+    if mix:
+        picked = np.random.default_rng(options.seed).choice(len(published), mix * len(fit), replace=False)
+        fit = fit + [published[i] for i in picked]
+    schedule = TrainConfig(**{"epochs": options.epochs, "batch_size": min(8, len(fit)), "lr": options.lr,
+                              "early_stop_patience": options.patience, "compile": options.compile,
+                              "seed": options.seed, **variant})
     summary = train([], out, config, schedule, resume=state_path(out).exists(), sets=({key: fit}, {key: stop}),
                     init=init, progress=False)
     finished.write_text(json.dumps(summary))
@@ -152,7 +170,31 @@ def curve(options: argparse.Namespace) -> dict[str, Any]:
                 draws.append(ratio(trained([train_graphs[i] for i in picked], key, workdir / f"random_{n}_{draw}.pt",
                                            config, options, options.base), val, settings))
             result["selection"][str(n)] = {"spread": by_spread, "random": draws}
+    if options.settings_ns:
+        result["settings"] = settings_table(options, config, train_graphs, val, order, workdir)
     return result
+
+
+def settings_table(options: argparse.Namespace, config: ModelConfig, train_graphs: list[Data], val: list[Data],
+                   order: np.ndarray, workdir: Path) -> dict[str, dict[str, float]]:
+    """Val ratio of each ``VARIANTS`` fine-tune (and the default's, already trained) at each N of
+    ``--settings-ns``, on the curve's nested subsets; "mixed" draws its published pairs from the base model's
+    own training sets (its checkpoint names them)."""
+    key, settings = options.material, (config.radius, config.max_neighbors)
+    roots = read_checkpoint(options.base)["metadata"]["data"]
+    published = [g for graphs in load_dataset(roots, "train", *settings).values() for g in graphs]
+    table: dict[str, dict[str, float]] = {}
+    for n in options.settings_ns:
+        subset = [train_graphs[i] for i in order[:n]]
+        row = {f"default (lr {options.lr:g})": ratio(trained(subset, key, workdir / f"ft_{n}.pt", config, options,
+                                                             options.base), val, settings)}
+        for name, variant in VARIANTS.items():
+            out = workdir / f"ft_{n}_{name.replace(' ', '_').replace(':', '-')}.pt"
+            row[name] = ratio(trained(subset, key, out, config, options, options.base, variant, published), val,
+                              settings)
+            print(f"{key} N={n} {name}: {row[name]:.3f}", flush=True)
+        table[str(n)] = row
+    return table
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -193,6 +235,8 @@ def main() -> None:
     parser.add_argument("--reference", default="definet_2d_v2", help="a model that saw all the material's pairs")
     parser.add_argument("--ns", type=int, nargs="+", default=[10, 25, 50, 100, 400])
     parser.add_argument("--spread-ns", type=int, nargs="+", default=[25, 50], help="N chosen by spread (--second)")
+    parser.add_argument("--settings-ns", type=int, nargs="*", default=[],
+                        help="compare the fine-tune settings of VARIANTS at these N (e.g. 25 100)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--patience", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,13 @@ def router_of(payload: dict[str, Any]) -> Router | None:
         return None
     routes = {kind: [specs] if isinstance(specs, str) else list(specs) for kind, specs in payload["routes"].items()}
     return Router(routes, payload["default"], dict(payload.get("spread_bounds", {})), payload.get("metadata", {}))
+
+
+def serves_spreads(spec: str | Path | None, companions: Sequence[str | Path] = ()) -> bool:
+    """Whether predicting with checkpoint ``spec`` (and ``companions``) yields ensemble spreads: with companions,
+    or a router with an ensemble route (then only for the host kinds that route serves)."""
+    router = read_router(spec)
+    return bool(companions) or (router is not None and any(len(specs) > 1 for specs in router.routes.values()))
 
 
 def pinned(spec: str | Path) -> str:

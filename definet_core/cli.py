@@ -67,6 +67,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-atoms", type=int, default=0, metavar="N",
                        help="train and validate only on structures of at least N atoms (dilute defects)")
     train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
+    train.add_argument("--freeze", nargs="+", default=[], metavar="PREFIX",
+                       help="with --init: keep the parameters under these names as they start "
+                            "(e.g. element_embedding marker_embedding layers.0)")
     train.add_argument("--half-checkpoint", action="store_true", help="store the best weights in float16")
     train.add_argument("--compile", action="store_true",
                        help="torch.compile the training forward pass (~40 s once; ~2.6x faster steps on this CPU)")
@@ -147,7 +150,8 @@ def _train(args: argparse.Namespace) -> None:
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
         precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
         position_noise=args.position_noise, half_checkpoint=args.half_checkpoint, compile=args.compile,
-        early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms)
+        early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms,
+        freeze=tuple(args.freeze))
     sets = None
     if args.hidden_candidates and not args.resume:
         model_config, train_config, sets = _choose_size(args, model_config, train_config)

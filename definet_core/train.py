@@ -80,13 +80,29 @@ class TrainConfig:
     min_atoms: int = 0
     """Train and validate only on structures of at least this many atoms (0: all): a cell of a few atoms with one
     defect is a concentrated defect, not the dilute one a supercell study asks about."""
+    freeze: tuple[str, ...] = ()
+    """Parameter-name prefixes (``element_embedding``, ``layers.0``, ...) whose weights the run leaves as they
+    start: with ``init``, the parts of the checkpoint a fine-tune keeps (``frozen_parameters``)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.freeze = tuple(self.freeze)  # a saved state holds a list
         for name, value, allowed in (("schedule", self.schedule, SCHEDULES), ("precision", self.precision, PRECISIONS),
                                      ("loss_balance", self.loss_balance, LOSS_BALANCES)):
             if value not in allowed:
                 raise DefiNetInputError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(allowed)}")
+
+
+def frozen_parameters(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
+    """Names of ``model``'s parameters that start with one of ``prefixes`` (a prefix matches whole dotted parts:
+    ``layers.1`` is not ``layers.10``); a one-line error names a prefix that matches none."""
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name == prefix or name.startswith(prefix + ".") for name in names):
+            modules = sorted({name.split(".")[0] for name in names})
+            raise DefiNetInputError(f"--freeze {prefix}: no parameter of the model is called so "
+                                    f"(its parts: {', '.join(modules)}; layers as layers.0, layers.1, ...)")
+    return [name for name in names if any(name == p or name.startswith(p + ".") for p in prefixes)]
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -231,10 +247,14 @@ class TrainingRun:
         if initial_state is not None:  # fine-tuning: the EMA starts from these weights too
             self.model.load_state_dict(initial_state)
         self.model.to(device)
+        frozen = set(frozen_parameters(self.model, config.freeze))
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_(name not in frozen)
         self.forward = CompiledForward(self.model) if config.compile else self.model
         self.ema_update = WarmupEma(config.ema_decay)
         self.ema = AveragedModel(self.model, multi_avg_fn=self.ema_update)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay,
                                            amsgrad=config.amsgrad, fused=True)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.lr_patience,

@@ -70,3 +70,20 @@ def test_evaluate_keys_are_paths_relative_to_the_data_root(tmp_path, cache_dir, 
     report = evaluate([tmp_path], "val", tiny_checkpoint, "cpu", progress=False)
     assert sorted(report) == ["high_density/MoS2", "low_density/MoS2"]
     assert report["low_density/MoS2"]["n"] == 1
+
+
+def test_a_fine_tune_leaves_the_frozen_parts_as_they_started(dataset_root, cache_dir, tmp_path, tiny_checkpoint):
+    out = tmp_path / "ft.pt"
+    frozen = ("element_embedding", "layers.0")
+    train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=2, freeze=frozen, **FAST), progress=False,
+          init=tiny_checkpoint)
+    before, after = (load_model(path)[0].state_dict() for path in (tiny_checkpoint, out))
+    for name, weights in after.items():
+        unchanged = torch.equal(weights, before[name])
+        if name.startswith(frozen):
+            assert unchanged, name
+        elif name.startswith("layers.1.message_mlp"):
+            assert not unchanged, name
+    with pytest.raises(DefiNetInputError, match=r"--freeze layer\.0: no parameter"):
+        train([dataset_root], tmp_path / "bad.pt", TINY_CONFIG, TrainConfig(epochs=1, freeze=("layer.0",), **FAST),
+              progress=False, init=tiny_checkpoint)

@@ -105,8 +105,12 @@ def test_select_relaxes_the_structures_the_ensemble_disagrees_on_most(tmp_path, 
     from workflows.flows.dataset import recipe_host
 
     recipe = write_recipe(tmp_path, supercell=[3, 3, 3], defects_per_structure=[2, 3], structures=6)
-    assert build(recipe, mongo_uri, database_name, "--select", "2") == 2  # no ensemble, no spread
+    assert build(recipe, mongo_uri, database_name, "--checkpoint", "definet_2d_v2", "--select", "2") == 2  # no spread
     assert "--select 2: choosing by spread needs an ensemble" in capsys.readouterr().err
+    # the default routes this metal host to its bulk ensemble, whose spread selects
+    assert build(recipe, mongo_uri, f"{database_name}_router", "--select", "2") == 0
+    with DatasetStore(mongo_uri, f"{database_name}_router") as store:
+        assert [d["selection"] for d in store.query()] == ["spread", "spread"]
     # the selection is what is tested: the 2D model and a tiny companion, both started from their predictions
     companion = ("--checkpoint", "definet_2d_v2", "--companion", str(tiny_checkpoint), "--start", "prediction")
     assert build(recipe, mongo_uri, database_name, *companion, "--select", "7") == 2

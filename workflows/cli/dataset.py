@@ -66,7 +66,8 @@ def add_build_options(parser: argparse.ArgumentParser, default_relaxer: str) -> 
                         help="a further checkpoint (repeatable): predict with the ensemble's mean, record its spread")
     parser.add_argument("--select", type=int, default=None, metavar="N",
                         help="relax only N of the generated structures (--structures: the pool), those with the "
-                             "largest spread between the models (needs --companion): DFT where the model knows least")
+                             "largest spread between the models (needs --companion, or a checkpoint whose route for the"
+                             " host is an ensemble, as the default's bulk route): DFT where the model knows least")
     parser.add_argument("--device", default="auto")
     add_store_options(parser)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Maker
 from pymatgen.core import Structure
 
+from definet_core.checkpoint import serves_spreads
 from definet_core.errors import DefiNetInputError
 from workflows.defects.enumeration import survey
 from workflows.defects.recipes import Recipe, iter_generate, with_vacuum
@@ -39,14 +40,16 @@ class DatasetBuildMaker(Maker):
     start: str = "auto"
     select: int | None = None
     """Relax only this many of the generated structures: those with the largest spread between the prediction
-    job's ensemble members (its ``companions`` must be set). None: relax every generated structure."""
+    job's ensemble members (its ``companions``, or the ensemble route of a router such as the default's bulk
+    route: ``checkpoint.serves_spreads``). None: relax every generated structure."""
 
     def make(self, recipe: Recipe, host: tuple[str, Structure], structures: int | None = None) -> Flow:
         """Flow over the recipe's first ``structures`` structures on ``host`` (its id and unit cell)."""
-        if self.select is not None and not self.predict_maker.companions:
+        if self.select is not None and not serves_spreads(self.predict_maker.checkpoint,
+                                                          self.predict_maker.companions):
             raise DefiNetInputError(f"--select {self.select}: choosing by spread needs an ensemble; add --companion "
                                     "CHECKPOINT (DefiNetPredictMaker.companions; e.g. --checkpoint definet_2d_v2 "
-                                    "--companion definet_2d_seed1)")
+                                    "--companion definet_2d_seed1) or use a router with an ensemble route")
         cases = generation_job(recipe, host[0], host[1], structures)
         predict = self.predict_maker.make(cases.output)
         relax = with_store(relax_and_record_dataset(recipe, cases.output, predict.output,

@@ -72,7 +72,8 @@ def most_uncertain(spreads: dict[str, float | None], candidates: list[str], coun
     missing = [case_id for case_id in candidates if spreads.get(case_id) is None]
     if missing:
         raise DefiNetInputError(f"selection by spread: no spread for {len(missing)} structure(s) (e.g. {missing[0]}); "
-                                "the prediction job needs companion checkpoints")
+                                "the prediction job needs companion checkpoints, or a router whose route for this "
+                                "host is an ensemble")
     ranked = sorted(candidates, key=lambda case_id: -spreads[case_id])
     chosen = set(ranked[:max(count, 0)])
     return [case_id for case_id in candidates if case_id in chosen]
