@@ -180,6 +180,23 @@ COMPILE_AUTO_MIN = 1000
 """``compile_policy("auto", n)`` compiles for this many structures or more: compiling costs ~40 s once
 and then saves ~30 ms per structure on a 2-core CPU (more on a GPU)."""
 
+def add_edge_displacement(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint without the per-edge radial term, made loadable by a model of ``config`` (which
+    has it), computing the same function: each layer's new term starts from a freshly initialised module whose
+    output layer is zero (B = 0), and its coordinate head is doubled, since the step becomes (A + B) / 2."""
+    if not config.edge_displacement:
+        raise ValueError("add_edge_displacement: the config must have edge_displacement on")
+    fresh = DefiNet(config).state_dict()
+    state = dict(state)
+    for name, weights in fresh.items():
+        if name not in state:
+            output_layer = ".edge_displacement.edge_mlp.2." in name
+            state[name] = torch.zeros_like(weights) if output_layer else weights
+    for k in range(config.layers):
+        state[f"layers.{k}.coordinate_head.weight"] = 2.0 * state[f"layers.{k}.coordinate_head.weight"]
+    return state
+
+
 def compile_policy(policy: str, count: int) -> bool:
     """Whether to compile the model for ``count`` structures under ``policy`` (``COMPILE_POLICIES``)."""
     if policy not in COMPILE_POLICIES:

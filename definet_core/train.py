@@ -32,7 +32,7 @@ from definet_core.config import ModelConfig
 from definet_core.elements import add_element_features
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import atom_mask
-from definet_core.model import CompiledForward
+from definet_core.model import CompiledForward, add_edge_displacement
 
 SCHEDULES = ("plateau", "cosine")
 LOSS_READ_EVERY = 25
@@ -316,15 +316,19 @@ class TrainingRun:
 
 def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """The model settings and float32 weights of a run that starts from checkpoint ``payload``: the checkpoint's
-    own, with element features added when ``requested`` asks for them and the checkpoint has none. The added
-    projection is zero and the embedding rows of elements outside the checkpoint's ``trained_elements`` are
-    zeroed (``elements.add_element_features``), so the run starts from exactly the checkpoint's function on the
-    elements it was trained on."""
+    own, with element features and the per-edge radial term added when ``requested`` asks for them and the
+    checkpoint has none. The added projection is zero and the embedding rows of elements outside the
+    checkpoint's ``trained_elements`` are zeroed (``elements.add_element_features``); the added radial term
+    starts at zero with the coordinate heads doubled (``model.add_edge_displacement``). So the run starts from
+    exactly the checkpoint's function on the elements it was trained on."""
     config = ModelConfig.from_dict(payload["config"])
     state = float32_state(payload)
     if requested.element_features and not config.element_features:
         config = replace(config, element_features=True)  # ModelConfig refuses it for the reference architecture
         state = add_element_features(state, config.num_elements, config.hidden, payload["trained_elements"])
+    if requested.edge_displacement and not config.edge_displacement and config.arch == "definet":
+        config = replace(config, edge_displacement=True)
+        state = add_edge_displacement(state, config)
     return config, state
 
 

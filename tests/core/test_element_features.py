@@ -131,3 +131,14 @@ def test_the_train_command_parses_element_features_as_a_boolean():
     assert parser.parse_args([*base, "--element-features", "false"]).element_features is False
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--element-features", "maybe"])
+
+
+def test_fine_tuning_with_the_edge_term_starts_from_the_init_models_function(tiny_checkpoint):
+    init, payload = load_model(tiny_checkpoint)
+    config, state = fine_tune_start(payload, replace(ModelConfig(), edge_displacement=True))
+    assert config == replace(init.config, edge_displacement=True)
+    start = TrainingRun(config, TrainConfig(device="cpu"), torch.device("cpu"), state).model.eval()
+    assert start.layers[0].edge_displacement is not None
+    batch = mos2_batch(config, seed=5)
+    with torch.no_grad():
+        assert torch.allclose(start(batch), init(batch), atol=1e-6)
