@@ -25,12 +25,14 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch_geometric.data import Data
 
+from definet_core.applicability import judge
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
@@ -66,14 +68,21 @@ def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int
 def zero_shot(checkpoint: str | Path, graphs: list[Data]) -> tuple[float, dict[str, Any]]:
     """The left-out model on the new host's val structures (built with its own graph settings), from one
     prediction: its ratio, and how well its verdict's "in domain" calls "closer to DFT than the unrelaxed cell",
-    with the reasons it gives against."""
+    with the reasons it gives against; ``without_host_rule``: the same verdict with the domain's host systems
+    ignored (what the verdict would say from elements, defect kinds and geometry alone)."""
     predictor = Predictor(checkpoint, device="auto")
     predictions = predictor.predict_graphs(graphs)
     errors = [structure_errors(g, p) for g, p in zip(graphs, predictions, strict=True)]
-    verdicts = [predictor.judge(g, p) for g, p in zip(graphs, predictions, strict=True)]
-    reasons = sorted({reason.split(":")[0] for v in verdicts for reason in v.reasons})
-    scores = verdict_scores([e["mae"] < e["dummy_mae"] for e in errors], [v.in_domain for v in verdicts])
-    return average_errors(errors)["ratio"], {**scores, "n": len(graphs), "reasons": reasons}
+    helps = [e["mae"] < e["dummy_mae"] for e in errors]
+    report: dict[str, Any] = {"n": len(graphs)}
+    for name, domain in (("verdict", predictor.domain), ("without_host_rule", replace(predictor.domain,
+                                                                                         host_systems=()))):
+        verdicts = [judge(g, p, domain) for g, p in zip(graphs, predictions, strict=True)]
+        reasons = sorted({reason.split(":")[0] for v in verdicts for reason in v.reasons})
+        scores = verdict_scores(helps, [v.in_domain for v in verdicts])
+        report.update(scores if name == "verdict" else {name: {**scores, "reasons": reasons}})
+        report.setdefault("reasons", reasons)
+    return average_errors(errors)["ratio"], report
 
 
 def split_subset(graphs: list[Data]) -> tuple[list[Data], list[Data]]:
