@@ -31,7 +31,7 @@ from definet_core.io import read_structure
 from definet_core.markers import atom_mask, defect_nodes, infer_supercell_matrix
 from definet_core.metrics import site_displacements
 
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def default_cache_dir() -> Path:
@@ -119,12 +119,14 @@ def _load_pair_job(args: tuple) -> dict:
 
 
 def _cache_key(material: MaterialSet, split: str, ids: list[str], radius: float, max_neighbors: int) -> str:
+    """The source files as they resolve (a view of symlinks shares the cache of the files it points at), with
+    their sizes and mtimes, and the graph settings."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_VERSION, str(material.root.resolve()), split, radius, max_neighbors]).encode())
+    digest.update(json.dumps([CACHE_VERSION, split, radius, max_neighbors]).encode())
     paths = [material.unit_cell_path, *(p for i in ids for p in material.pair_paths(i))]
     for path in paths:
         stat = path.stat() if path.exists() else None
-        digest.update(f"{path.name}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1};".encode())
+        digest.update(f"{path.resolve()}:{stat.st_size if stat else -1}:{stat.st_mtime_ns if stat else -1};".encode())
     return digest.hexdigest()[:24]
 
 

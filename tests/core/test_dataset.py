@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from definet_core.dataset import find_material_sets, load_dataset, load_split, with_min_atoms
+from definet_core.dataset import MaterialSet, find_material_sets, load_dataset, load_split, with_min_atoms
 from definet_core.errors import DefiNetInputError
 from definet_core.markers import Marker
 from tests.conftest import shared_data_or_skip
@@ -35,6 +35,20 @@ def test_cache_is_reused_and_invalidated_by_a_changed_source(tmp_path, cache_dir
     relaxed.write_text(relaxed.read_text().replace("generated using pymatgen", "edited"))
     load_split(material, "train", 4.0, 12, progress=False)
     assert len(list(cache_dir.glob("*.pt"))) == 2
+
+
+def test_a_view_of_symlinks_shares_the_cache_of_its_sources(tmp_path, cache_dir):
+    from tests.conftest import write_dataset
+
+    source = find_material_sets(write_dataset(tmp_path / "data", {"train": 3}).parent)[0]
+    view = tmp_path / "view" / source.name
+    view.mkdir(parents=True)
+    for path in source.root.iterdir():
+        (view / path.name).symlink_to(path)
+    load_split(source, "train", 4.0, 12, progress=False)
+    files = sorted(cache_dir.glob("*.pt"))
+    graphs = load_split(MaterialSet(view), "train", 4.0, 12, progress=False)
+    assert sorted(cache_dir.glob("*.pt")) == files and len(graphs) == 3
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
