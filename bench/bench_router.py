@@ -1,14 +1,15 @@
 """What routing costs: whole ``Predictor.predictions`` calls through the default router against its route alone.
 
-    python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2]
+    python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2] [--previous definet_v3]
 
-Two workloads, each timed through the routing default (``definet_v3``) and through one model of the kind its
-route serves, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model, against
-``definet_2d_v2``: the cost of routing) and Si vacancies and substitutions in the default bulk supercell of
-``mp-149`` (bulk route, a two-model ensemble, against ``definet_bulk_v1`` alone: the ensemble's cost), plus a
+Two workloads, each timed through the routing default and through the first model of the route that serves
+it, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model: the cost of
+routing) and Si vacancies and substitutions in the default bulk supercell of ``mp-149`` (bulk route, a
+two-model ensemble, against its first member alone: the ensemble's cost), plus a
 mixed list of both through the router. Graph building, the model and the verdicts
 are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and the
-ratio of the router to the route alone.
+ratio of the router to the route alone; with ``--previous``, also the ratio of the default to that earlier
+default on the same workloads (what a change of the default costs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
+from definet_core.checkpoint import read_router
 from definet_core.predict import Predictor
 
 
@@ -65,15 +67,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=32, help="structures per workload")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--previous", default=None, help="an earlier default to compare the default with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     router = Predictor(device="cpu")
-    workloads = {"MoS2 8x8 (2D route)": ("definet_2d_v2", mos2_cases(args.n)),
-                 "Si mp-149 (bulk route)": ("definet_bulk_v1", silicon_cases(args.n))}
+    routes = read_router().routes  # each route's first model, pinned as the router names it
+    workloads = {"MoS2 8x8 (2D route)": (routes["2D"][0], mos2_cases(args.n)),
+                 "Si mp-149 (bulk route)": (routes["bulk"][0], silicon_cases(args.n))}
     print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
     for name, (route, cases) in workloads.items():
         alone, routed = rate(Predictor(route, device="cpu"), cases, args.repeats), rate(router, cases, args.repeats)
         print(f"{name:24s} {route}: {alone:6.1f} structures/s   router: {routed:6.1f}   ratio {routed / alone:.2f}")
+        if args.previous:
+            before = rate(Predictor(args.previous, device="cpu"), cases, args.repeats)
+            print(f"{'':24s} {args.previous}: {before:6.1f} structures/s   default / previous {routed / before:.2f}")
     mixed = [case for pair in zip(*(cases for _, cases in workloads.values()), strict=True) for case in pair]
     print(f"{'mixed, alternating':24s} router: {rate(router, mixed, args.repeats):6.1f} structures/s")
 
