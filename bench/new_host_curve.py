@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -66,6 +67,12 @@ def ratio(checkpoint: str | Path, graphs: list[Data], settings: tuple[float, int
     return errors["ratio"]
 
 
+def reason_kind(reason: str) -> str:
+    """A verdict's reason without its particulars (numbers become N, the text after a colon goes), so that a
+    list of reasons says which rules refused."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason.split(":")[0]).split(" (")[0]
+
+
 def zero_shot(checkpoint: str | Path, graphs: list[Data]) -> tuple[float, dict[str, Any]]:
     """The left-out model on the new host's val structures (built with its own graph settings), from one
     prediction: its ratio, and how well its verdict's "in domain" calls "closer to DFT than the unrelaxed cell",
@@ -79,7 +86,7 @@ def zero_shot(checkpoint: str | Path, graphs: list[Data]) -> tuple[float, dict[s
     for name, domain in (("verdict", predictor.domain), ("without_host_rule", replace(predictor.domain,
                                                                                          host_systems=()))):
         verdicts = [judge(g, p, domain) for g, p in zip(graphs, predictions, strict=True)]
-        reasons = sorted({reason.split(":")[0] for v in verdicts for reason in v.reasons})
+        reasons = sorted({reason_kind(reason) for v in verdicts for reason in v.reasons})
         scores = verdict_scores(helps, [v.in_domain for v in verdicts])
         report.update(scores if name == "verdict" else {name: {**scores, "reasons": reasons}})
         report.setdefault("reasons", reasons)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issue 15 ablations at equal compute (docs/reference_architecture.md): WHAT=<run> bash training/ablation_cpu.sh
+# runs: ours edge reference reference_lr3e-4 reference_lr1e-4 ours_6_50 hd_only ld_only (resumable)
+# Data: the six high-density sets + the first 900 low-density train pairs per material (a view of ../shared).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=$(realpath ../shared/data/definet_2d); V=experiments/views/all900
+for s in $D/high_density/* $D/low_density/*; do
+  name=$(basename $s); density=$(basename $(dirname $s)); mkdir -p $V/$density/$name
+  for f in $s/*; do ln -sfn $f $V/$density/$name/$(basename $f); done
+  [ $density = low_density ] && { rm $V/$density/$name/train.csv; head -901 $s/train.csv > $V/$density/$name/train.csv; }
+done
+C="--hidden 64 --layers 4 --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 6 --seed 0 --compile --device cpu"
+mkdir -p experiments/ablation; out=experiments/ablation/$WHAT.pt
+resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)
+O="--num-rbf 32 --radius 5 --max-neighbors 24"; R="--arch reference --num-rbf 128 --radius 6 --max-neighbors 50"
+case $WHAT in
+  ours) .venv/bin/definet train --data $V $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
+  edge) .venv/bin/definet train --data $V $C --lr 2e-3 $O --edge-displacement true --out $out "${resume[@]}" ;;
+  reference) .venv/bin/definet train --data $V $C --lr 2e-3 $R --out $out "${resume[@]}" ;;
+  reference_lr3e-4) .venv/bin/definet train --data $V $C --lr 3e-4 $R --out $out "${resume[@]}" ;;
+  hd_only) .venv/bin/definet train --data $V/high_density $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
+  ld_only) .venv/bin/definet train --data $V/low_density $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
+  reference_lr1e-4) .venv/bin/definet train --data $V $C --lr 1e-4 --amsgrad --weight-decay 0 $R --out $out \
+      "${resume[@]}" ;;
+  ours_6_50) .venv/bin/definet train --data $V $C --lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50 \
+      --out $out "${resume[@]}" ;;
+  *) echo "WHAT=$WHAT: not a run of this script" >&2; exit 2 ;;
+esac
