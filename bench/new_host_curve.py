@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from torch_geometric.data import Data
 
-from definet_core.applicability import judge
+from definet_core.applicability import Domain, judge
 from definet_core.checkpoint import read_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
@@ -82,14 +82,14 @@ def zero_shot(checkpoint: str | Path, graphs: list[Data]) -> tuple[float, dict[s
     predictions = predictor.predict_graphs(graphs)
     errors = [structure_errors(g, p) for g, p in zip(graphs, predictions, strict=True)]
     helps = [e["mae"] < e["dummy_mae"] for e in errors]
-    report: dict[str, Any] = {"n": len(graphs)}
-    for name, domain in (("verdict", predictor.domain), ("without_host_rule", replace(predictor.domain,
-                                                                                         host_systems=()))):
+
+    def scored(domain: Domain) -> dict[str, Any]:
         verdicts = [judge(g, p, domain) for g, p in zip(graphs, predictions, strict=True)]
         reasons = sorted({reason_kind(reason) for v in verdicts for reason in v.reasons})
-        scores = verdict_scores(helps, [v.in_domain for v in verdicts])
-        report.update(scores if name == "verdict" else {name: {**scores, "reasons": reasons}})
-        report.setdefault("reasons", reasons)
+        return {**verdict_scores(helps, [v.in_domain for v in verdicts]), "reasons": reasons}
+
+    report = {"n": len(graphs), **scored(predictor.domain),
+              "without_host_rule": scored(replace(predictor.domain, host_systems=()))}
     return average_errors(errors)["ratio"], report
 
 

@@ -97,12 +97,14 @@ def frozen_parameters(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list
     """Names of ``model``'s parameters that start with one of ``prefixes`` (a prefix matches whole dotted parts:
     ``layers.1`` is not ``layers.10``); a one-line error names a prefix that matches none."""
     names = [name for name, _ in model.named_parameters()]
-    for prefix in prefixes:
-        if not any(name == prefix or name.startswith(prefix + ".") for name in names):
+    matched = {prefix: [n for n in names if n == prefix or n.startswith(prefix + ".")] for prefix in prefixes}
+    for prefix, found in matched.items():
+        if not found:
             modules = sorted({name.split(".")[0] for name in names})
             raise DefiNetInputError(f"--freeze {prefix}: no parameter of the model is called so "
                                     f"(its parts: {', '.join(modules)}; layers as layers.0, layers.1, ...)")
-    return [name for name in names if any(name == p or name.startswith(p + ".") for p in prefixes)]
+    frozen = {n for found in matched.values() for n in found}
+    return [name for name in names if name in frozen]
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
