@@ -5,11 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=$(realpath ../shared/data/definet_2d); V=experiments/views/all900
-for s in $D/high_density/* $D/low_density/*; do
-  name=$(basename $s); density=$(basename $(dirname $s)); mkdir -p $V/$density/$name
-  for f in $s/*; do ln -sfn $f $V/$density/$name/$(basename $f); done
-  [ $density = low_density ] && { rm $V/$density/$name/train.csv; head -901 $s/train.csv > $V/$density/$name/train.csv; }
-done
+source training/cpu_views.sh
+for s in $D/high_density/*; do view_of $s $V/high_density/$(basename $s); done
+for s in $D/low_density/*; do view_of $s $V/low_density/$(basename $s) 900; done
 C="--hidden 64 --layers 4 --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 6 --seed 0 --compile --device cpu"
 mkdir -p experiments/ablation; out=experiments/ablation/$WHAT.pt
 resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)

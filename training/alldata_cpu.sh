@@ -5,15 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
-for s in $D/high_density/* $D/low_density/*; do
-  name=$(basename $s); density=$(basename $(dirname $s)); mkdir -p $V/$density/$name
-  for f in $s/*; do ln -sfn $f $V/$density/$name/$(basename $f); done
-  if [ $density = high_density ]; then
-    for c in $(seq 2 $COPIES); do
-      mkdir -p $V/high_density_copy$c/$name
-      for f in $s/CIF $s/train.csv $(ls $s/*.cif); do ln -sfn $f $V/high_density_copy$c/$name/$(basename $f); done
-    done
-  fi
+source training/cpu_views.sh
+for s in $D/low_density/*; do view_of $s $V/low_density/$(basename $s); done
+for s in $D/high_density/*; do
+  view_of $s $V/high_density/$(basename $s)
+  for c in $(seq 2 $COPIES); do  # train-only copies: no val.csv, so validation counts each set once
+    view_of $s $V/high_density_copy$c/$(basename $s); rm $V/high_density_copy$c/$(basename $s)/val.csv
+  done
 done
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
 resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)

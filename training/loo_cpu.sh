@@ -5,12 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 M=$1; S=${2:-0}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/loo_$M
-for s in $D/high_density/* $D/low_density/*; do
-  name=$(basename $s); density=$(basename $(dirname $s)); [ "$name" = "$M" ] && continue
-  mkdir -p $V/$density/$name
-  for f in $s/*; do ln -sfn $f $V/$density/$name/$(basename $f); done
-  [ $density = low_density ] && { rm $V/$density/$name/train.csv; head -901 $s/train.csv > $V/$density/$name/train.csv; }
-done
+source training/cpu_views.sh
+for s in $D/high_density/*; do [ "$(basename $s)" = "$M" ] || view_of $s $V/high_density/$(basename $s); done
+for s in $D/low_density/*; do [ "$(basename $s)" = "$M" ] || view_of $s $V/low_density/$(basename $s) 900; done
 mkdir -p experiments/loo; out=experiments/loo/loo_${M}_$S.pt
 resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)
 .venv/bin/definet train --data $V --out $out "${resume[@]}" --hidden 64 --layers 4 --num-rbf 32 --radius 5 \
