@@ -230,9 +230,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.axhline(result["reference_ratio"], color="tab:green", lw=1, label=f"{result['reference']} (saw all)")
     for target in (0.6, 0.5):
         ax.axhline(target, color="grey", lw=0.6, ls=":")
-    for n, values in result.get("selection", {}).items():
-        ax.plot([int(n)] * len(values["random"]), values["random"], "x", color="grey")
-        ax.plot(int(n), values["spread"], "*", color="k", ms=9)
+    for k, (n, values) in enumerate(result.get("selection", {}).items()):
+        ax.plot([int(n)] * len(values["random"]), values["random"], "x", color="grey",
+                label=None if k else "fine-tuned, N drawn at random")
+        ax.plot(int(n), values["spread"], "*", color="k", ms=9, label=None if k else "fine-tuned, N chosen by spread")
     ax.set_xscale("log")
     ax.set_xlabel("DFT pairs of the new host (N)")
     ax.set_ylabel("val MAE / unrelaxed MAE")

@@ -210,32 +210,51 @@ miscompiled one-graph batches: the shipped model 6.4e-3 A off eager on a 192-ato
 model 1.5e-5 A; without them it matches eager (float64: 1e-19) at about the same speed."""
 
 
+COMPILE_TOLERANCE_A = 1e-4
+"""Largest |compiled - eager| position (A) that ``CompiledForward`` accepts on its first batch of each grad mode;
+fp32 reordering stays near 1e-5."""
+
+
 class CompiledForward:
     """A DefiNet's forward pass compiled by ``torch.compile`` (dynamic shapes: any number of nodes and edges).
 
     Compiling takes ~40 s once per process on a 2-core CPU and then runs inference ~4x and training
-    steps ~2.6x faster there (``bench/bench_predict.py --compile``), within 2e-6 A of eager. If the
-    first call cannot compile (no C++ compiler, an unsupported backend), it warns and runs eagerly.
+    steps ~2.6x faster there (``bench/bench_predict.py --compile``), within 2e-6 A of eager. The first batch
+    with gradients on (training) and the first without (inference) are also run eagerly: inductor compiles the
+    two modes apart, and torch 2.13 compiled the reference architecture's training forward to a different
+    function (up to 0.12 A off eager, so a compiled run trained a network that eager evaluation did not see).
+    If the compiled result is more than ``COMPILE_TOLERANCE_A`` off, or the first call cannot compile (no C++
+    compiler, an unsupported backend), it warns and runs eagerly from then on.
     """
 
     def __init__(self, model: DefiNet) -> None:
         self.model = model
         self.compiled: Callable[[Batch], torch.Tensor] | None = torch.compile(model, dynamic=True,
                                                                                options=COMPILE_OPTIONS)
-        self.verified = False
+        self.verified_modes: set[bool] = set()
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         """Predicted positions, as ``DefiNet.forward``."""
         if self.compiled is None:
             return self.model(batch)
-        if self.verified:
+        mode = torch.is_grad_enabled()
+        if mode in self.verified_modes:
             return self.compiled(batch)
         try:
             result = self.compiled(batch)
         except Exception as exc:  # any compiler failure: the eager model computes the same function
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                          "running the model eagerly", stacklevel=2)
-            self.compiled = None
-            return self.model(batch)
-        self.verified = True
+            return self._eager_from_now(batch, f"torch.compile failed ({type(exc).__name__}: "
+                                               f"{str(exc).splitlines()[0][:200]})")
+        with torch.no_grad():
+            off = float((result.detach() - self.model(batch)).abs().max())
+        if not off <= COMPILE_TOLERANCE_A:  # a NaN is off too
+            return self._eager_from_now(batch, f"torch.compile computed a different function ({off:.2e} A off "
+                                               f"eager on the first batch{' with gradients' if mode else ''})")
+        self.verified_modes.add(mode)
         return result
+
+    def _eager_from_now(self, batch: Batch, why: str) -> torch.Tensor:
+        """Warn with ``why``, drop the compiled function and run ``batch`` eagerly."""
+        warnings.warn(f"{why}; running the model eagerly", stacklevel=3)
+        self.compiled = None
+        return self.model(batch)

@@ -1,4 +1,5 @@
-"""torch.compile: same predictions as eager, a compiled training run, the fallback, and the auto policy."""
+"""torch.compile: same predictions as eager, a compiled training run, the fallbacks (no compiler, a compiled
+function off eager), and the auto policy."""
 
 import json
 
@@ -49,6 +50,21 @@ def test_a_model_that_cannot_compile_runs_eagerly(monkeypatch, tiny_checkpoint):
     with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: no C.. compiler.; running the model"):
         (prediction,) = fallback.predictions([cell], host)
     assert fallback.forward.compiled is None
+    assert np.allclose(prediction.structure.cart_coords, eager.structure.cart_coords)
+
+
+def test_a_compiled_function_off_eager_is_dropped_for_the_eager_one(monkeypatch, tiny_checkpoint):
+    # torch 2.13 compiled the reference architecture's training forward 0.12 A off eager (model.CompiledForward)
+    def miscompile(model, **kwargs):
+        return lambda batch: model(batch) + 0.01
+
+    monkeypatch.setattr(model_module.torch, "compile", miscompile)
+    cell, host = random_defect_cell(np.random.default_rng(2), size=3, c=20.0)
+    eager = Predictor(tiny_checkpoint, device="cpu").predictions([cell], host)[0]
+    guarded = Predictor(tiny_checkpoint, device="cpu", compile=True)
+    with pytest.warns(UserWarning, match="torch.compile computed a different function .1.00e-02 A off eager"):
+        (prediction,) = guarded.predictions([cell], host)
+    assert guarded.forward.compiled is None
     assert np.allclose(prediction.structure.cart_coords, eager.structure.cart_coords)
 
 
