@@ -9,19 +9,19 @@ source training/cpu_views.sh
 for s in $D/high_density/*; do view_of $s $V/high_density/$(basename $s); done
 for s in $D/low_density/*; do view_of $s $V/low_density/$(basename $s) 900; done
 C="--hidden 64 --layers 4 --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 6 --seed 0 --compile --device cpu"
-mkdir -p experiments/ablation; out=experiments/ablation/$WHAT.pt
-resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)
 O="--num-rbf 32 --radius 5 --max-neighbors 24"; R="--arch reference --num-rbf 128 --radius 6 --max-neighbors 50"
+data=$V
 case $WHAT in
-  ours) .venv/bin/definet train --data $V $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
-  edge) .venv/bin/definet train --data $V $C --lr 2e-3 $O --edge-displacement true --out $out "${resume[@]}" ;;
-  reference) .venv/bin/definet train --data $V $C --lr 2e-3 $R --out $out "${resume[@]}" ;;
-  reference_lr3e-4) .venv/bin/definet train --data $V $C --lr 3e-4 $R --out $out "${resume[@]}" ;;
-  hd_only) .venv/bin/definet train --data $V/high_density $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
-  ld_only) .venv/bin/definet train --data $V/low_density $C --lr 2e-3 $O --out $out "${resume[@]}" ;;
-  reference_lr1e-4) .venv/bin/definet train --data $V $C --lr 1e-4 --amsgrad --weight-decay 0 $R --out $out \
-      "${resume[@]}" ;;
-  ours_6_50) .venv/bin/definet train --data $V $C --lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50 \
-      --out $out "${resume[@]}" ;;
+  ours) run="--lr 2e-3 $O" ;;
+  edge) run="--lr 2e-3 $O --edge-displacement true" ;;
+  reference) run="--lr 2e-3 $R" ;;
+  reference_lr3e-4) run="--lr 3e-4 $R" ;;
+  reference_lr1e-4) run="--lr 1e-4 --amsgrad --weight-decay 0 $R" ;;
+  ours_6_50) run="--lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50" ;;
+  hd_only) run="--lr 2e-3 $O"; data=$V/high_density ;;
+  ld_only) run="--lr 2e-3 $O"; data=$V/low_density ;;
   *) echo "WHAT=$WHAT: not a run of this script" >&2; exit 2 ;;
 esac
+mkdir -p experiments/ablation
+# --resume continues from <out>.last.pt where there is one and starts afresh where there is none
+.venv/bin/definet train --data $data $C $run --out experiments/ablation/$WHAT.pt --resume

@@ -14,7 +14,6 @@ for s in $D/high_density/*; do
   done
 done
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
-resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)
-.venv/bin/definet train --data $V --out $out "${resume[@]}" --init definet_2d_v2 --edge-displacement true \
+.venv/bin/definet train --data $V --out $out --resume --init definet_2d_v2 --edge-displacement true \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
   --time-budget ${BUDGET:-60} --compile --device cpu

@@ -9,6 +9,5 @@ source training/cpu_views.sh
 for s in $D/high_density/*; do [ "$(basename $s)" = "$M" ] || view_of $s $V/high_density/$(basename $s); done
 for s in $D/low_density/*; do [ "$(basename $s)" = "$M" ] || view_of $s $V/low_density/$(basename $s) 900; done
 mkdir -p experiments/loo; out=experiments/loo/loo_${M}_$S.pt
-resume=(); [ -f "${out%.pt}.last.pt" ] && resume=(--resume)
-.venv/bin/definet train --data $V --out $out "${resume[@]}" --hidden 64 --layers 4 --num-rbf 32 --radius 5 \
+.venv/bin/definet train --data $V --out $out --resume --hidden 64 --layers 4 --num-rbf 32 --radius 5 \
   --max-neighbors 24 --lr 2e-3 --batch-size 8 --epochs ${EPOCHS:-25} --seed $S --compile --device cpu
