@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 15: definet_2d_v2 + the per-edge radial term, fine-tuned on all of the public 2D data (LD 5,633/material),
-# the high-density train pairs seen COPIES times per epoch (train-only copies in the view). Resumable.
-#   BUDGET=60 COPIES=3 LR=5e-4 bash training/alldata_cpu.sh NAME
+# Issue 15: ours + the per-edge radial term on all of the public 2D data (LD 5,633/material), the high-density
+# train pairs seen COPIES times per epoch (train-only copies in the view). Resumable.
+#   BUDGET=60 COPIES=3 LR=5e-4 bash training/alldata_cpu.sh NAME          # fine-tunes definet_2d_v2
+#   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
@@ -13,7 +14,12 @@ for s in $D/high_density/*; do
     view_of $s $V/high_density_copy$c/$(basename $s); rm $V/high_density_copy$c/$(basename $s)/val.csv
   done
 done
+if [ "${INIT:-definet_2d_v2}" = none ]; then
+  start="--hidden 64 --layers 4 --num-rbf 32 --radius 5 --max-neighbors 24 --seed 0"
+else
+  start="--init ${INIT:-definet_2d_v2}"
+fi
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
-.venv/bin/definet train --data $V --out $out --resume --init definet_2d_v2 --edge-displacement true \
+.venv/bin/definet train --data $V --out $out --resume $start --edge-displacement true \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
   --time-budget ${BUDGET:-60} --compile --device cpu

@@ -11,7 +11,9 @@
 # Wheels in .whl/ (pymatgen and the packages it needs) are installed first when pymatgen is missing.
 # Environment: DEVICE (cuda), HIDDEN (candidate sizes, "128 192 256"), BATCH (16), LR (5e-4), INIT (a checkpoint
 # to fine-tune, e.g. definet_2d_large: its size and graph settings are used and no sizing is done), SEED (0),
-# COMPILE (1: torch.compile the training forward pass, and time compiled prediction too; the sizing times eager steps).
+# COMPILE (1: torch.compile the training forward pass, and time compiled prediction too; the sizing times eager steps),
+# EXTRA (more `definet train` arguments, after and so overriding the defaults above; the reference size, issue 15:
+# HIDDEN=512 EXTRA="--arch reference --num-rbf 128 --lr 1e-4").
 set -uo pipefail
 DATA_TAR=${1:-.devdata/definet_2d.tar.xz}
 OUT=${2:-gpu-run}
@@ -36,7 +38,7 @@ echo "training budget: $budget min"
 "$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" "${MODEL[@]}" \
   --batch-size "$BATCH" --lr "$LR" --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
   --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint \
-  --seed "$SEED" "${COMPILE_ARG[@]}"
+  --seed "$SEED" "${COMPILE_ARG[@]}" ${EXTRA:-}
 kill "$copier" 2>/dev/null
 cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/"
 echo "trained after $(( $(date +%s) - start )) s"
