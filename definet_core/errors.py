@@ -8,6 +8,9 @@ with status 2 (argparse's status for a bad command line), so scripts see one sta
 - ``workflows.storage.server.DefiNetStoreError``: the database cannot be used (unreachable, refused, a data
   directory held by another server). Not bad input: the command is right and can be run again as it is once
   the database is back; nothing stored is lost, and completed work is not redone.
+- ``TrainingDivergedError``: a training run's loss stopped being finite. The command was well formed but the
+  optimisation failed (most often a learning rate too high for the architecture); the best checkpoint and the
+  resumable state written before it are kept.
 """
 
 
@@ -17,3 +20,7 @@ class DefiNetError(Exception):
 
 class DefiNetInputError(DefiNetError, ValueError):
     """Bad input (file, structure, element, host mismatch, option); the message names the input."""
+
+
+class TrainingDivergedError(DefiNetError):
+    """A training run's loss became NaN or infinite; the message names the step and what was kept."""

@@ -30,7 +30,7 @@ from definet_core.architectures import build_model
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.elements import add_element_features
-from definet_core.errors import DefiNetInputError
+from definet_core.errors import DefiNetInputError, TrainingDivergedError
 from definet_core.markers import atom_mask
 from definet_core.model import CompiledForward, add_edge_displacement
 
@@ -405,6 +405,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             losses.append(run.step_on(batch, precision))
             run.step, run.batches_done = run.step + 1, index + 1
             if len(losses) % LOSS_READ_EVERY == 0:
+                raise_if_diverged(losses[-LOSS_READ_EVERY:], run, out)
                 bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}")
             now = time.time()
             run.elapsed, tick = run.elapsed + now - tick, now
@@ -412,9 +413,11 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
                 stop_reason = "time budget"
                 break
             if now - last_save >= 60.0 * train_config.checkpoint_every_min:
+                raise_if_diverged(losses, run, out)
                 run.save(state_file, model_config)
                 last_save = now
         seconds = time.time() - started
+        raise_if_diverged(losses, run, out)
         val = {key: validation_mae(run.ema.module, graphs, device, 2 * train_config.batch_size)
                for key, graphs in val_graphs.items()}
         val_mean = float(np.mean(list(val.values())))
@@ -451,6 +454,18 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             break
     return {"best_epoch": run.best_epoch, "best_val_mae": run.best, "checkpoint": str(out),
             "steps": run.step, "stopped_by": stop_reason}
+
+
+def raise_if_diverged(losses: list[torch.Tensor], run: TrainingRun, out: Path) -> None:
+    """Stops a run whose loss is no longer finite, before anything is written from its weights (waits for the
+    device: called where the loss is read anyway, and before each save)."""
+    if losses and not bool(torch.isfinite(torch.stack(losses)).all()):
+        kept = ([f"{out} (best epoch {run.best_epoch})"] if run.best_epoch else []) + \
+            ([str(state_path(out))] if state_path(out).exists() else [])
+        raise TrainingDivergedError(
+            f"training diverged: the loss is not finite by step {run.step} (epoch {run.epoch}, lr "
+            f"{run.optimizer.param_groups[0]['lr']:.2e}); kept as last written: {', '.join(kept) or 'nothing'}; "
+            "train again with a lower --lr")
 
 
 def _device_name(device: torch.device) -> str:

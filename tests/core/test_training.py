@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from definet_core.checkpoint import load_model, save_checkpoint
-from definet_core.errors import DefiNetInputError
+from definet_core.errors import DefiNetInputError, TrainingDivergedError
 from definet_core.evaluate import evaluate
 from definet_core.train import TrainConfig, log_path, train
 from tests.conftest import TINY_CONFIG
@@ -87,3 +87,12 @@ def test_a_fine_tune_leaves_the_frozen_parts_as_they_started(dataset_root, cache
     with pytest.raises(DefiNetInputError, match=r"--freeze layer\.0: no parameter"):
         train([dataset_root], tmp_path / "bad.pt", TINY_CONFIG, TrainConfig(epochs=1, freeze=("layer.0",), **FAST),
               progress=False, init=tiny_checkpoint)
+
+
+def test_a_diverging_run_stops_with_one_line_before_writing_its_weights(dataset_root, cache_dir, tmp_path):
+    out = tmp_path / "m.pt"
+    config = TrainConfig(epochs=3, schedule="cosine", warmup_steps=0, **{**FAST, "lr": 1e30})
+    with pytest.raises(TrainingDivergedError, match=r"not finite by step \d+ \(epoch 1, .*kept as last written: "
+                                                    r"nothing; train again with a lower --lr$"):
+        train([dataset_root], out, TINY_CONFIG, config, progress=False)
+    assert not out.exists() and not log_path(out).exists()
