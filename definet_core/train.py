@@ -404,9 +404,9 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
                     group["lr"] = cosine_lr(train_config, run.step, run.progress(steps_per_epoch))
             losses.append(run.step_on(batch, precision))
             run.step, run.batches_done = run.step + 1, index + 1
-            if len(losses) % LOSS_READ_EVERY == 0:
-                raise_if_diverged(losses[-LOSS_READ_EVERY:], run, out)
-                bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}")
+            if len(losses) % LOSS_READ_EVERY == 0:  # the one read of the loss: checked and shown
+                recent = raise_if_diverged(losses[-50:], run, out)
+                bar.set_postfix(loss=f"{recent:.4f}")
             now = time.time()
             run.elapsed, tick = run.elapsed + now - tick, now
             if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
@@ -417,7 +417,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
                 run.save(state_file, model_config)
                 last_save = now
         seconds = time.time() - started
-        raise_if_diverged(losses, run, out)
+        train_loss = raise_if_diverged(losses, run, out) if losses else None
         val = {key: validation_mae(run.ema.module, graphs, device, 2 * train_config.batch_size)
                for key, graphs in val_graphs.items()}
         val_mean = float(np.mean(list(val.values())))
@@ -435,7 +435,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             run.stale += 1
         steps = run.step - started_steps
         record = {"epoch": run.epoch, "step": run.step,
-                  "train_loss": float(torch.stack(losses).mean()) if losses else None,
+                  "train_loss": train_loss,
                   "val_mae": val, "val_mae_mean": val_mean, "lr": run.optimizer.param_groups[0]["lr"],
                   "seconds": round(seconds, 1), "elapsed_s": round(run.elapsed, 1), "best_epoch": run.best_epoch,
                   "device": _device_name(device), "precision": precision,
@@ -456,16 +456,19 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
             "steps": run.step, "stopped_by": stop_reason}
 
 
-def raise_if_diverged(losses: list[torch.Tensor], run: TrainingRun, out: Path) -> None:
-    """Stops a run whose loss is no longer finite, before anything is written from its weights (waits for the
-    device: called where the loss is read anyway, and before each save)."""
-    if losses and not bool(torch.isfinite(torch.stack(losses)).all()):
-        kept = ([f"{out} (best epoch {run.best_epoch})"] if run.best_epoch else []) + \
-            ([str(state_path(out))] if state_path(out).exists() else [])
+def raise_if_diverged(losses: list[torch.Tensor], run: TrainingRun, out: Path) -> float:
+    """The mean of ``losses``, after stopping a run whose loss is no longer finite before anything is written
+    from its weights (waits for the device: called where the loss is read anyway, and before each save)."""
+    mean = float(torch.stack(losses).mean()) if losses else 0.0
+    if not math.isfinite(mean):  # NaN or inf anywhere in the window makes the mean so
+        kept = [f"{out} (best epoch {run.best_epoch})"] if run.best_epoch else []
+        if state_path(out).exists():
+            kept.append(str(state_path(out)))
         raise TrainingDivergedError(
             f"training diverged: the loss is not finite by step {run.step} (epoch {run.epoch}, lr "
             f"{run.optimizer.param_groups[0]['lr']:.2e}); kept as last written: {', '.join(kept) or 'nothing'}; "
             "train again with a lower --lr")
+    return mean
 
 
 def _device_name(device: torch.device) -> str:

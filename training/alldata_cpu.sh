@@ -14,11 +14,9 @@ for s in $D/high_density/*; do
     view_of $s $V/high_density_copy$c/$(basename $s); rm $V/high_density_copy$c/$(basename $s)/val.csv
   done
 done
-if [ "${INIT:-definet_2d_v2}" = none ]; then
-  start="--hidden 64 --layers 4 --num-rbf 32 --radius 5 --max-neighbors 24 --seed 0"
-else
-  start="--init ${INIT:-definet_2d_v2}"
-fi
+INIT=${INIT:-definet_2d_v2}
+start="--init $INIT"
+[ "$INIT" = none ] && start="--hidden 64 --layers 4 --num-rbf 32 --radius 5 --max-neighbors 24 --seed 0"
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
 .venv/bin/definet train --data $V --out $out --resume $start --edge-displacement true \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
