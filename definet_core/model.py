@@ -222,7 +222,8 @@ class CompiledForward:
     steps ~2.6x faster there (``bench/bench_predict.py --compile``), within 2e-6 A of eager. The first batch
     with gradients on (training) and the first without (inference) are also run eagerly: inductor compiles the
     two modes apart, and torch 2.13 compiled the reference architecture's training forward to a different
-    function (up to 0.12 A off eager, so a compiled run trained a network that eager evaluation did not see).
+    function (up to 0.12 A off eager, so a compiled run trained a network that eager evaluation did not see)
+    until its virtual-node broadcast was kept out of the graph (``reference_model.VirtualNodeIn``).
     If the compiled result is more than ``COMPILE_TOLERANCE_A`` off, or the first call cannot compile (no C++
     compiler, an unsupported backend), it warns and runs eagerly from then on.
     """

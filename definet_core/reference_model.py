@@ -131,6 +131,11 @@ class VirtualNodeIn(nn.Module):
         self.scalar = mlp(2 * hidden, hidden, hidden)
         self.vector = nn.Linear(hidden, hidden, bias=False)
 
+    # Runs eagerly under torch.compile: torch 2.13's CPU inductor compiles a whole reference layer's training
+    # forward to a different function (3.5e-4 A off eager on an untrained hidden-64 model, 6 % of its largest
+    # displacement); with this cheap per-node step outside the graph the compiled layer matches eager (2e-6 A)
+    # and trains ~2x faster than eager. ``CompiledForward`` still checks the first batch.
+    @torch.compiler.disable
     def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
                 batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return s + self.scalar(torch.cat([s, g_s[batch]], dim=-1)), v + self.vector(v + g_v[batch])

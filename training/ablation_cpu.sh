@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15 ablations at equal compute (docs/reference_architecture.md): WHAT=<run> bash training/ablation_cpu.sh
-# runs: ours edge reference reference_lr3e-4 reference_lr1e-4 ours_6_50 ours_6_50_edge hd_only ld_only (resumable)
+# runs: ours ours_lr1e-3 edge reference reference_lr1e-3 reference_lr3e-4 reference_lr1e-4 ours_6_50 ours_6_50_edge
+#       hd_only ld_only (resumable)
 # Data: the six high-density sets + the first 900 low-density train pairs per material (a view of ../shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,10 @@ O="--num-rbf 32 --radius 5 --max-neighbors 24"; R="--arch reference --num-rbf 12
 data=$V
 case $WHAT in
   ours) run="--lr 2e-3 $O" ;;
+  ours_lr1e-3) run="--lr 1e-3 $O" ;;
   edge) run="--lr 2e-3 $O --edge-displacement true" ;;
   reference) run="--lr 2e-3 $R" ;;
+  reference_lr1e-3) run="--lr 1e-3 $R" ;;
   reference_lr3e-4) run="--lr 3e-4 $R" ;;
   reference_lr1e-4) run="--lr 1e-4 --amsgrad --weight-decay 0 $R" ;;
   ours_6_50) run="--lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50" ;;

@@ -3,6 +3,7 @@
 # train pairs seen COPIES times per epoch (train-only copies in the view). Resumable.
 #   BUDGET=60 COPIES=3 LR=5e-4 bash training/alldata_cpu.sh NAME          # fine-tunes definet_2d_v2
 #   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
+#   GRAPH="--radius 6 --max-neighbors 50" INIT=none ...                    # from scratch on the 6 A / 50 graph
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
@@ -16,7 +17,7 @@ for s in $D/high_density/*; do
 done
 INIT=${INIT:-definet_2d_v2}
 start="--init $INIT"
-[ "$INIT" = none ] && start="--hidden 64 --layers 4 --num-rbf 32 --radius 5 --max-neighbors 24 --seed 0"
+[ "$INIT" = none ] && start="--hidden 64 --layers 4 --num-rbf 32 ${GRAPH:---radius 5 --max-neighbors 24} --seed 0"
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
 .venv/bin/definet train --data $V --out $out --resume $start --edge-displacement true \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \

@@ -6,13 +6,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch_geometric.data import Batch
 
 from definet_core import model as model_module
+from definet_core.architectures import build_model
+from definet_core.config import ModelConfig
+from definet_core.dataset import MaterialSet, load_pair
 from definet_core.errors import DefiNetInputError
-from definet_core.model import COMPILE_AUTO_MIN, compile_policy
+from definet_core.io import read_structure
+from definet_core.model import COMPILE_AUTO_MIN, COMPILE_TOLERANCE_A, CompiledForward, compile_policy
 from definet_core.predict import Predictor
 from definet_core.train import TrainConfig, log_path, train
-from tests.conftest import TINY_CONFIG, random_defect_cell
+from tests.conftest import TINY_CONFIG, random_defect_cell, shared_data_or_skip
 
 
 def test_compiled_prediction_equals_eager(tiny_checkpoint):
@@ -94,3 +99,19 @@ def test_a_one_structure_batch_of_the_shipped_model_compiles_to_the_eager_functi
         compiled, eager = forward(batch), model(batch)
     assert forward.compiled is not None
     assert (compiled - eager).abs().max() < 1e-5
+
+
+def test_the_reference_architecture_trains_compiled_as_it_runs_eagerly():
+    # torch 2.13's CPU inductor compiled a whole reference layer's training forward 3.5e-4 A off eager at hidden
+    # 64 on these cells (not at test sizes, hence the real data); VirtualNodeIn running eagerly avoids it
+    material = MaterialSet(shared_data_or_skip() / "high_density" / "MoS2")
+    host = read_structure(material.unit_cell_path)
+    batch = Batch.from_data_list([load_pair(material, i, host, 6.0, 50) for i in material.split_ids("train")[:8]])
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=64, layers=4, num_rbf=128, radius=6.0, max_neighbors=50,
+                                    arch="reference")).train()
+    eager = model(batch).detach()
+    forward = CompiledForward(model)
+    compiled = forward(batch)  # checked against eager inside: it would warn and fall back if off
+    assert forward.compiled is not None
+    assert float((compiled.detach() - eager).abs().max()) <= COMPILE_TOLERANCE_A
