@@ -42,7 +42,7 @@ from definet_core.graph import regraph
 from definet_core.markers import atom_mask
 from definet_core.metrics import average_errors, structure_errors, verdict_scores
 from definet_core.predict import Predictor, ensemble_mean_and_spread
-from definet_core.train import TrainConfig, state_path, train
+from definet_core.train import TrainConfig, train
 
 RANDOM_DRAWS = 3
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -118,7 +118,7 @@ def trained(graphs: list[Data], key: str, out: Path, config: ModelConfig, option
     schedule = TrainConfig(**{"epochs": options.epochs, "batch_size": min(8, len(fit)), "lr": options.lr,
                               "early_stop_patience": options.patience, "compile": options.compile,
                               "seed": options.seed, **variant})
-    summary = train([], out, config, schedule, resume=state_path(out).exists(), sets=({key: fit}, {key: stop}),
+    summary = train([], out, config, schedule, resume=True, sets=({key: fit}, {key: stop}),
                     init=init, progress=False)
     finished.write_text(json.dumps(summary))
     return out
