@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 from contextlib import nullcontext
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
     domain.add_argument("--min-atoms", type=int, default=0, metavar="N",
                         help="the --min-atoms it was trained with (structures of fewer atoms left out)")
+    domain.add_argument("--any-size", action="store_true",
+                        help="no smallest-cell rule: cells of any size stay in domain (as in the 2D checkpoints)")
     domain.set_defaults(handler=_checkpoint_domain)
 
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
@@ -208,6 +210,8 @@ def _checkpoint_domain(args: argparse.Namespace) -> None:
     sets = with_min_atoms(load_dataset(args.data, "train", config.radius, config.max_neighbors), args.min_atoms,
                           "train")
     domain = domain_of(g for graphs in sets.values() for g in graphs)
+    if args.any_size:
+        domain = replace(domain, min_atoms=0)
     metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data}
     save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())

@@ -14,6 +14,7 @@ from definet_core.graph import build_graph
 from definet_core.markers import Marker, defect_nodes
 from definet_core.predict import Predictor, checkpoint_id
 from tests.conftest import random_defect_cell, synthetic_relaxation
+from workflows.cli.main import main
 
 MOS2_DOMAIN = Domain(elements=(16, 34, 42), markers=(0, 1, 2), dimensionalities=("2D",), max_displacement=0.5)
 
@@ -112,6 +113,19 @@ def test_broken_predicted_geometry_is_out_of_domain():
     runaway[0, 0] += 2.0
     reasons = judge(graph, runaway, MOS2_DOMAIN).reasons
     assert any("moved 2.00 A" in r for r in reasons)
+
+
+@pytest.mark.parametrize("any_size", [False, True])
+def test_checkpoint_domain_stores_the_training_sets_domain_and_keeps_the_weights(dataset_root, cache_dir,
+                                                                                   tiny_checkpoint, tmp_path,
+                                                                                   any_size):
+    out = tmp_path / "with_domain.pt"
+    args = ["checkpoint-domain", str(tiny_checkpoint), "--data", str(dataset_root), "-o", str(out)]
+    assert main(args + ["--any-size"] * any_size) == 0
+    written, before = read_checkpoint(out), read_checkpoint(tiny_checkpoint)
+    assert all(torch.equal(written["state_dict"][k], v) for k, v in before["state_dict"].items())
+    assert written["domain"]["host_systems"] == ["Mo-S"] and written["domain"]["dimensionalities"] == ["2D"]
+    assert (written["domain"]["min_atoms"] == 0) == any_size  # the synthetic cells have atoms: a rule unless told
 
 
 def test_a_checkpoint_without_a_domain_vouches_for_nothing():
