@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15 ablations at equal compute (docs/reference_architecture.md): WHAT=<run> bash training/ablation_cpu.sh
-# runs: ours ours_lr1e-3 edge reference reference_lr1e-3 reference_lr3e-4 reference_lr1e-4 ours_6_50 ours_6_50_edge
+# runs: ours ours_lr1e-3 edge reference reference_lr1e-3 reference_lr1e-4 ours_6_50 ours_6_50_edge
 #       hd_only ld_only (resumable)
 # Data: the six high-density sets + the first 900 low-density train pairs per material (a view of ../shared).
 set -euo pipefail
@@ -18,7 +18,6 @@ case $WHAT in
   edge) run="--lr 2e-3 $O --edge-displacement true" ;;
   reference) run="--lr 2e-3 $R" ;;
   reference_lr1e-3) run="--lr 1e-3 $R" ;;
-  reference_lr3e-4) run="--lr 3e-4 $R" ;;
   reference_lr1e-4) run="--lr 1e-4 --amsgrad --weight-decay 0 $R" ;;
   ours_6_50) run="--lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50" ;;
   ours_6_50_edge) run="--lr 2e-3 --num-rbf 32 --radius 6 --max-neighbors 50 --edge-displacement true" ;;
