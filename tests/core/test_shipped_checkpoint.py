@@ -32,6 +32,14 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert bulk["metadata"]["train_config"]["min_atoms"] == 16
 
 
+def test_the_all_data_2d_model_is_packaged_with_the_2d_domain_rules():
+    payload = read_checkpoint("definet_2d_v4")
+    assert payload["config"]["edge_displacement"] and payload["config"]["max_neighbors"] == 50
+    assert payload["domain"]["host_systems"] == read_checkpoint("definet_2d_v3")["domain"]["host_systems"]
+    assert payload["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size, as definet_2d_v3
+    assert payload["metadata"]["train_structures"] == 23266  # every 2D pair, high density five times an epoch
+
+
 def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
     from bench.bulk_report import host_table, pair_rows, summary
 
