@@ -92,10 +92,11 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain.add_argument("checkpoint", help="checkpoint file or packaged name")
     domain.add_argument("--data", action="append", required=True, help="dataset root it was trained on (repeatable)")
     domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
-    domain.add_argument("--min-atoms", type=int, default=0, metavar="N",
-                        help="the --min-atoms it was trained with (structures of fewer atoms left out)")
-    domain.add_argument("--any-size", action="store_true",
-                        help="no smallest-cell rule: cells of any size stay in domain (as in the 2D checkpoints)")
+    size_rule = domain.add_mutually_exclusive_group()
+    size_rule.add_argument("--min-atoms", type=int, default=0, metavar="N",
+                           help="the --min-atoms it was trained with (structures of fewer atoms left out)")
+    size_rule.add_argument("--any-size", action="store_true",
+                           help="no smallest-cell rule: cells of any size stay in domain (as in the 2D checkpoints)")
     domain.set_defaults(handler=_checkpoint_domain)
 
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
