@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from definet_core.dataset import load_dataset
 from definet_core.metrics import mae_ratio, structure_errors, verdict_scores
 from definet_core.predict import Predictor
 
@@ -35,8 +34,7 @@ def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str
     """One row per val pair: group, host, atoms_id, natoms, dummy/DefiNet/CHGNet MAE, the verdict, the ensemble
     spread. The prediction is the one the flows use (a router's route, an ensemble's mean); ``in_domain`` is the
     whole verdict, ``in_domain_before_spread`` the verdict without its spread bound (where one applies)."""
-    config = predictor.config
-    sets = load_dataset([data], "val", config.radius, config.max_neighbors, progress=False)
+    sets = predictor.dataset([data], "val", progress=False)
     rows = []
     for key, graphs in sets.items():
         group, host = key.split("/", 1)

@@ -19,7 +19,6 @@ import json
 import numpy as np
 from scipy.stats import spearmanr
 
-from definet_core.dataset import load_dataset
 from definet_core.markers import atom_mask
 from definet_core.predict import Predictor, ensemble_mean_and_spread
 
@@ -31,9 +30,7 @@ def spread_and_errors(data: str, split: str, checkpoints: list[str]) -> dict[str
     """Per material: the spread between the checkpoints and the errors of each structure, keyed by checkpoint,
     ``MEAN`` and ``UNRELAXED``."""
     predictors = [Predictor(c, device="cpu") for c in checkpoints]
-    settings = [(p.config.radius, p.config.max_neighbors) for p in predictors]
-    loaded = {s: load_dataset([data], split, *s, progress=False) for s in dict.fromkeys(settings)}
-    sets = [loaded[s] for s in settings]  # read once per graph setting
+    sets = [p.dataset([data], split, progress=False) for p in predictors]  # each at its own graph settings
     result = {}
     for key, graphs in sets[0].items():
         members = [p.predict_graphs(s[key]) for p, s in zip(predictors, sets, strict=True)]

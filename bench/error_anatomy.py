@@ -21,7 +21,6 @@ import json
 
 import numpy as np
 
-from definet_core.dataset import load_dataset
 from definet_core.markers import Marker, atom_mask
 from definet_core.metrics import near_defect_mask
 from definet_core.predict import Predictor
@@ -66,8 +65,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     predictor = Predictor(args.checkpoint, device="cpu")
-    sets = load_dataset([args.data], args.split, predictor.config.radius, predictor.config.max_neighbors,
-                        progress=False)
+    sets = predictor.dataset([args.data], args.split, progress=False)
     report = {key: anatomy(graphs, predictor.predict_graphs(graphs)) for key, graphs in sets.items()}
     print(f"{predictor.checkpoint}, {args.split}")
     print(f"{'set':<22}{'drift':>7}{'err_xy':>8}{'err_z':>7}{'dummy_z':>8}{'near err/dft':>16}{'far err/dft':>16}"

@@ -20,9 +20,9 @@ ROUTER_FORMAT = "definet-router"
 """A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v3.pt"
-"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v3`` and bulk hosts to the
-ensemble ``definet_bulk_v1`` + ``definet_bulk_v1_seed1`` (see the model card)."""
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v4.pt"
+"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v4`` (6 A / 50 graphs) and bulk
+hosts to the ensemble ``definet_bulk_v1`` + ``definet_bulk_v1_seed1`` (5 A / 24; see the model card)."""
 
 
 def resolve_checkpoint(spec: str | Path | None = None) -> Path:

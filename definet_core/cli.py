@@ -264,16 +264,18 @@ def output_path(out: Path, source: str, fmt: str) -> tuple[Path, str]:
     return out / f"{stem}_predicted{_SUFFIX[fmt]}", fmt
 
 
-def read_case(path: str, host: Structure, matrix: np.ndarray | None,
-              config: ModelConfig) -> tuple[Structure, dict] | str:
-    """One defect supercell file read and its graph for a model of ``config`` built (as ``graph_to_arrays``), or
-    the one-line error that either step raised (so that a worker process can hand it back)."""
+def read_case(path: str, host: Structure, matrix: np.ndarray | None, config: ModelConfig,
+              settings_by_kind: dict[str, tuple[float, int]]) -> tuple[Structure, dict] | str:
+    """One defect supercell file read and its graph built as ``predict.defect_graph`` builds it for a model of
+    ``config`` (as ``graph_to_arrays``), or the one-line error that either step raised (so that a worker process
+    can hand it back)."""
     from definet_core.io import read_structure
     from definet_core.predict import defect_graph
 
     try:
         structure = read_structure(path)
-        return structure, graph_to_arrays(defect_graph(structure, host, config, matrix, path))
+        graph = defect_graph(structure, host, config, matrix, path, settings_by_kind=settings_by_kind)
+        return structure, graph_to_arrays(graph)
     except DefiNetInputError as exc:
         return str(exc)
 
@@ -297,7 +299,8 @@ def _predict(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    read = partial(read_case, host=host, matrix=matrix, config=predictor.config)
+    read = partial(read_case, host=host, matrix=matrix, config=predictor.config,
+                   settings_by_kind=predictor.settings_by_kind)
     entries, failures = [], []
     with ProcessPoolExecutor(workers) if workers else nullcontext() as pool:
         # the workers read ahead while this process predicts and writes one batch at a time

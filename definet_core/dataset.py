@@ -14,7 +14,7 @@ import csv
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +25,11 @@ from pymatgen.core import Structure
 from torch_geometric.data import Data
 from tqdm import tqdm
 
+from definet_core.applicability import dimensionality
 from definet_core.errors import DefiNetInputError
-from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays
+from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, node_graph
 from definet_core.io import read_structure
-from definet_core.markers import atom_mask, defect_nodes, infer_supercell_matrix
+from definet_core.markers import DefectNodes, atom_mask, defect_nodes, infer_supercell_matrix
 from definet_core.metrics import site_displacements
 
 CACHE_VERSION = "2"
@@ -97,6 +98,14 @@ def nearest_image_coords(unrelaxed: Structure, relaxed: Structure, name: str) ->
 
 def load_pair(material: MaterialSet, atoms_id: str, host: Structure, radius: float, max_neighbors: int) -> Data:
     """Graph of one unrelaxed/relaxed pair with its target positions and identifiers."""
+    nodes, target = pair_nodes(material, atoms_id, host)
+    data = build_graph(nodes, radius, max_neighbors, relaxed_coords=target)
+    data.atoms_id = atoms_id
+    return data
+
+
+def pair_nodes(material: MaterialSet, atoms_id: str, host: Structure) -> tuple[DefectNodes, np.ndarray]:
+    """The defect nodes of one pair's unrelaxed cell and their target positions (vacancy nodes stay put)."""
     unrelaxed_path, relaxed_path = material.pair_paths(atoms_id)
     unrelaxed = read_structure(unrelaxed_path)
     relaxed = read_structure(relaxed_path)
@@ -105,9 +114,13 @@ def load_pair(material: MaterialSet, atoms_id: str, host: Structure, radius: flo
     relaxed_atoms = nearest_image_coords(unrelaxed, relaxed, str(relaxed_path))
     target = nodes.cart_coords.copy()
     target[: len(relaxed_atoms)] = relaxed_atoms
-    data = build_graph(nodes, radius, max_neighbors, relaxed_coords=target)
-    data.atoms_id = atoms_id
-    return data
+    return nodes, target
+
+
+def host_kind(material: MaterialSet, split: str) -> str:
+    """``applicability.dimensionality`` of the material's host, from the first structure of ``split``."""
+    nodes, _ = pair_nodes(material, material.split_ids(split)[0], read_structure(material.unit_cell_path))
+    return dimensionality(node_graph(nodes))
 
 
 def _load_pair_job(args: tuple) -> dict:
@@ -152,10 +165,13 @@ def load_split(material: MaterialSet, split: str, radius: float, max_neighbors: 
 
 
 def load_dataset(roots: Iterable[str | Path], split: str, radius: float, max_neighbors: int,
-                 cache_dir: Path | None = None, progress: bool = True) -> dict[str, list[Data]]:
+                 cache_dir: Path | None = None, progress: bool = True,
+                 settings_by_kind: Mapping[str, tuple[float, int]] | None = None) -> dict[str, list[Data]]:
     """Graphs of ``split`` for every material below each root, keyed ``"<root name>/<relative path>"``.
 
     Each graph's ``material`` attribute holds the same key, so per-material metrics survive batching.
+    ``settings_by_kind``: (radius, max_neighbors) per host kind where it differs from the ones given (a router's
+    routes, ``predict.Predictor.settings_by_kind``); a material of such a host is read at its kind's.
     """
     result: dict[str, list[Data]] = {}
     for root in roots:
@@ -166,7 +182,10 @@ def load_dataset(roots: Iterable[str | Path], split: str, radius: float, max_nei
             key = material_key(root, material)
             if key in result:
                 key = f"{root.name}/{key}"
-            graphs = load_split(material, split, radius, max_neighbors, cache_dir, progress=progress)
+            settings = (radius, max_neighbors)
+            if settings_by_kind:
+                settings = settings_by_kind.get(host_kind(material, split), settings)
+            graphs = load_split(material, split, *settings, cache_dir, progress=progress)
             for graph in graphs:
                 graph.material = key
             result[key] = graphs

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from definet_core.dataset import load_dataset
 from definet_core.markers import atom_mask
 from definet_core.metrics import average_errors, structure_errors
 from definet_core.predict import Predictor
@@ -19,8 +18,7 @@ def evaluate(data_roots: list[str | Path], split: str = "test", checkpoint: str 
              progress: bool = True) -> dict[str, dict[str, float]]:
     """Metrics per material directory (key: path relative to its data root), optionally a parity plot."""
     predictor = Predictor(checkpoint, device)
-    config = predictor.config
-    sets = load_dataset(data_roots, split, config.radius, config.max_neighbors, cache_dir, progress)
+    sets = predictor.dataset(data_roots, split, cache_dir, progress)
     report: dict[str, dict[str, float]] = {}
     parity: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, graphs in sets.items():

@@ -42,20 +42,31 @@ def build_graph(nodes: DefectNodes, radius: float, max_neighbors: int,
 
     ``relaxed_coords`` (one row per node, vacancy nodes included) becomes the target ``y``.
     """
-    edge_index, images, _ = radius_graph_pbc(nodes.cart_coords, nodes.lattice, radius, max_neighbors)
+    return with_edges(node_graph(nodes, relaxed_coords), nodes, radius, max_neighbors)
+
+
+def node_graph(nodes: DefectNodes, relaxed_coords: np.ndarray | None = None) -> Data:
+    """The nodes of ``build_graph``'s graph (species, markers, positions, cell, targets) without its edges: enough
+    to tell the host kind (``applicability.dimensionality``) before choosing the graph settings."""
     data = Data(
         z=torch.from_numpy(nodes.atomic_numbers),
         marker=torch.from_numpy(nodes.markers),
         pos=torch.from_numpy(nodes.cart_coords).float(),
         cell=torch.tensor(nodes.lattice.matrix, dtype=torch.float32).unsqueeze(0),
-        edge_index=torch.from_numpy(edge_index),
-        edge_image=torch.from_numpy(images).to(torch.int8),
         site_index=torch.from_numpy(nodes.site_index),
         num_nodes=len(nodes.atomic_numbers),
     )
     if relaxed_coords is not None:
         data.y = torch.from_numpy(np.asarray(relaxed_coords)).float()
     return data
+
+
+def with_edges(graph: Data, nodes: DefectNodes, radius: float, max_neighbors: int) -> Data:
+    """``graph`` (``node_graph(nodes)``) given the radius graph of ``nodes``' float64 positions, in place."""
+    edge_index, images, _ = radius_graph_pbc(nodes.cart_coords, nodes.lattice, radius, max_neighbors)
+    graph.edge_index = torch.from_numpy(edge_index)
+    graph.edge_image = torch.from_numpy(images).to(torch.int8)
+    return graph
 
 
 def regraph(graph: Data, radius: float, max_neighbors: int) -> Data:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,9 @@ from tqdm import tqdm
 from definet_core.applicability import Domain, Verdict, dimensionality, judge
 from definet_core.checkpoint import content_hash, model_of, read_payload, resolve_checkpoint, resolve_device, router_of
 from definet_core.config import ModelConfig
+from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
-from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, regraph
+from definet_core.graph import graph_from_arrays, graph_to_arrays, node_graph, regraph, with_edges
 from definet_core.markers import MATCH_TOLERANCE, atom_mask, defect_nodes
 from definet_core.model import CompiledForward, compile_policy
 
@@ -75,16 +76,13 @@ class Predictor:
                                        spread_bound=router.spread_bounds.get(kind))
                        for kind, specs in (router.routes.items() if router else ())}
         """A routing checkpoint's predictor per host kind (``checkpoint.Router``; a route of several checkpoints
-        is an ensemble); empty for a checkpoint of weights. Every route builds the same graphs, so a graph is
-        built once and served by its route."""
+        is an ensemble); empty for a checkpoint of weights. Each structure's graph is built at the graph settings
+        of its host kind's route (``graph_settings``) and served by that route."""
         if router is not None:
             primary = self.routes[router.default]
             self.default_route = router.default
             self.model, self.forward, self.config = primary.model, primary.forward, primary.config
             self.domain, self.metadata = None, router.metadata
-            settings = {(p.config.radius, p.config.max_neighbors) for p in self.routes.values()}
-            if len(settings) > 1:
-                raise DefiNetInputError(f"{checkpoint}: its routes read different graphs ({sorted(settings)})")
         else:
             self.model = model_of(payload, self.device)
             self.forward = CompiledForward(self.model) if compile else self.model
@@ -92,6 +90,11 @@ class Predictor:
             self.domain = Domain.from_dict(payload["domain"]) if payload.get("domain") else None
             self.metadata = payload.get("metadata", {})
         self.checkpoint = checkpoint_id(checkpoint)
+        default = (self.config.radius, self.config.max_neighbors)
+        self.settings_by_kind = {kind: self.graph_settings(kind) for kind in self.routes
+                                 if self.graph_settings(kind) != default}
+        """(radius, max_neighbors) per host kind whose route reads other graphs than ``config``'s (``defect_graph``);
+        empty for a checkpoint of weights and for a router whose routes read the same graphs."""
         for partner, name in zip(self.companions, others, strict=True):
             if set(partner.routes) != set(self.routes):
                 own, theirs = (", ".join(sorted(p.routes)) or "none" for p in (self, partner))
@@ -124,13 +127,27 @@ class Predictor:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
+    def dataset(self, roots: Sequence[str | Path], split: str, cache_dir: Path | None = None,
+                progress: bool = True) -> dict[str, list[Data]]:
+        """``dataset.load_dataset`` of ``split`` below ``roots``, each material's graphs at the settings of the
+        model that serves its host kind: the graphs to hand to ``predict_graphs``."""
+        return load_dataset(roots, split, self.config.radius, self.config.max_neighbors, cache_dir, progress,
+                            self.settings_by_kind)
+
+    def graph_settings(self, kind: str) -> tuple[float, int]:
+        """(radius, max_neighbors) of the graphs that the model serving host kind ``kind`` reads (``route``)."""
+        route = self.routes.get(kind, self.routes[self.default_route]) if self.routes else self
+        return route.config.radius, route.config.max_neighbors
+
     def graph(self, structure: Structure, host: Structure, supercell_matrix: np.ndarray | None = None,
               name: str = "structure", tolerance: float = MATCH_TOLERANCE) -> Data:
-        """Defect graph of one structure; elements beyond the model's embedding are refused.
+        """Defect graph of one structure, at the graph settings of the model that serves it (a router's route);
+        elements beyond the model's embedding are refused. Graphs given to ``predict_graphs`` and
+        ``predictions(graphs=...)`` must be built this way (or read by ``dataset``).
 
         Elements the model never saw are accepted here and reported by the verdict (``Prediction.verdict``).
         """
-        return defect_graph(structure, host, self.config, supercell_matrix, name, tolerance)
+        return defect_graph(structure, host, self.config, supercell_matrix, name, tolerance, self.settings_by_kind)
 
     def _batches(self, count: int, progress: str | None) -> Iterator[slice]:
         """Slices of ``batch_size`` items over ``count`` items, with a progress bar labelled ``progress``."""
@@ -156,7 +173,7 @@ class Predictor:
                   leave=False) as bar:
             for part in self._batches(len(structures), None):
                 job = (list(zip(structures[part], hosts[part], names[part], strict=True)), supercell_matrix,
-                       self.config)
+                       self.config, self.settings_by_kind)
                 submitted.append((part, self._pool.submit(_graph_arrays_job, job)))
                 while len(submitted) > 2 * self.graph_workers or (submitted and part.stop >= len(structures)):
                     done, future = submitted.popleft()
@@ -184,7 +201,7 @@ class Predictor:
         own, spreads = self._routed(graphs) if self.routes else (self._positions(graphs), [None] * len(graphs))
         if not self.companions:
             return own, spreads
-        rebuilt: dict[tuple[float, int], list[Data]] = {}
+        rebuilt: dict[tuple[int, float, int], Data] = {}
         members = [own, *(c._served(self._graphs_for(c, graphs, rebuilt))[0] for c in self.companions)]
         per_graph = [ensemble_mean_and_spread(list(each), atom_mask(g.marker))
                      for g, *each in zip(graphs, *members, strict=True)]
@@ -220,15 +237,18 @@ class Predictor:
                 for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
 
     def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],
-                    rebuilt: dict[tuple[float, int], list[Data]]) -> Sequence[Data]:
-        """These graphs with a companion's graph settings: as they are when they match this model's, else
-        rebuilt, once per setting in ``rebuilt`` (companions that share settings share the graphs)."""
-        settings = (companion.config.radius, companion.config.max_neighbors)
-        if settings == (self.config.radius, self.config.max_neighbors):
-            return graphs
-        if settings not in rebuilt:
-            rebuilt[settings] = [regraph(g, *settings) for g in graphs]
-        return rebuilt[settings]
+                    rebuilt: dict[tuple[int, float, int], Data]) -> list[Data]:
+        """These graphs with a companion's graph settings for their host kind: each as it is where they match
+        this predictor's, else rebuilt (``regraph``) once per graph and setting in ``rebuilt`` (companions that
+        share settings share the graphs)."""
+        served = []
+        for i, graph in enumerate(graphs):
+            kind = dimensionality(graph)
+            settings = companion.graph_settings(kind)
+            if settings != self.graph_settings(kind) and (i, *settings) not in rebuilt:
+                rebuilt[(i, *settings)] = regraph(graph, *settings)
+            served.append(rebuilt.get((i, *settings), graph))
+        return served
 
     def predict_graphs(self, graphs: Sequence[Data], progress: str | None = None) -> list[torch.Tensor]:
         """Predicted Cartesian positions of every node (vacancy nodes included), one tensor per graph, as the
@@ -284,20 +304,29 @@ class Predictor:
 
 
 def defect_graph(structure: Structure, host: Structure, config: ModelConfig, supercell_matrix: np.ndarray | None = None,
-                 name: str = "structure", tolerance: float = MATCH_TOLERANCE) -> Data:
-    """The defect graph that a model of ``config`` reads for ``structure`` (``Predictor.graph``)."""
+                 name: str = "structure", tolerance: float = MATCH_TOLERANCE,
+                 settings_by_kind: Mapping[str, tuple[float, int]] | None = None) -> Data:
+    """The defect graph that a model of ``config`` reads for ``structure`` (``Predictor.graph``); with
+    ``settings_by_kind`` (a router's ``Predictor.settings_by_kind``), at its host kind's radius and neighbours
+    where they differ from ``config``'s. Edges come from the float64 positions either way."""
     nodes = defect_nodes(structure, host, supercell_matrix, tolerance, name)
     too_heavy = sorted({int(z) for z in nodes.atomic_numbers if z > config.num_elements})
     if too_heavy:
         symbols = ", ".join(Element.from_Z(z).symbol for z in too_heavy)
         raise DefiNetInputError(f"{name}: element(s) {symbols} not covered by the model's element embedding")
-    return build_graph(nodes, config.radius, config.max_neighbors)
+    graph = node_graph(nodes)
+    settings = (config.radius, config.max_neighbors)
+    if settings_by_kind:
+        settings = settings_by_kind.get(dimensionality(graph), settings)
+    return with_edges(graph, nodes, *settings)
 
 
-def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndarray | None, ModelConfig]) -> list[dict]:
+def _graph_arrays_job(job: tuple[list[tuple[Structure, Structure, str]], np.ndarray | None, ModelConfig,
+                                 Mapping[str, tuple[float, int]]]) -> list[dict]:
     """Worker: the graphs of one batch of (structure, host, name), as plain arrays (``graph_to_arrays``)."""
-    items, supercell_matrix, config = job
-    return [graph_to_arrays(defect_graph(s, h, config, supercell_matrix, n)) for s, h, n in items]
+    items, supercell_matrix, config, settings_by_kind = job
+    return [graph_to_arrays(defect_graph(s, h, config, supercell_matrix, n, settings_by_kind=settings_by_kind))
+            for s, h, n in items]
 
 
 def workers_policy(policy: str | int, count: int, auto_min: int) -> int:

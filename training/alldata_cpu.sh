@@ -4,6 +4,7 @@
 #   BUDGET=60 COPIES=3 LR=5e-4 bash training/alldata_cpu.sh NAME          # fine-tunes definet_2d_v2
 #   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
 #   GRAPH="--radius 6 --max-neighbors 50" INIT=none ...                    # from scratch on the 6 A / 50 graph
+#   ARCH=reference GRAPH=... INIT=none LR=1e-3 ...                          # the paper's architecture, from scratch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
@@ -16,9 +17,14 @@ for s in $D/high_density/*; do
   done
 done
 INIT=${INIT:-definet_2d_v2}
-start="--init $INIT"
-[ "$INIT" = none ] && start="--hidden 64 --layers 4 --num-rbf 32 ${GRAPH:---radius 5 --max-neighbors 24} --seed 0"
+case ${ARCH:-ours} in
+  ours) model="--num-rbf 32 --edge-displacement true" ;;  # a fine-tune adds the term to INIT (exactly its function)
+  reference) model="--arch reference --num-rbf 128" ;;
+  *) echo "ARCH=$ARCH: not ours or reference" >&2; exit 2 ;;
+esac
+start="--init $INIT --edge-displacement true"
+[ "$INIT" = none ] && start="--hidden 64 --layers 4 $model ${GRAPH:---radius 5 --max-neighbors 24} --seed 0"
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
-.venv/bin/definet train --data $V --out $out --resume $start --edge-displacement true \
+.venv/bin/definet train --data $V --out $out --resume $start \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
   --time-budget ${BUDGET:-60} --compile --device cpu

@@ -1,5 +1,7 @@
 """Routing checkpoints: one model per host kind behind one checkpoint name (``checkpoint.Router``)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -7,9 +9,10 @@ from pymatgen.core import Lattice, Structure
 
 from definet_core.checkpoint import read_checkpoint, read_router, save_router
 from definet_core.cli import add_core_commands, run_handler
+from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
 from definet_core.predict import Predictor, checkpoint_id
-from tests.conftest import random_defect_cell
+from tests.conftest import random_defect_cell, write_dataset
 
 
 def copper_vacancy() -> tuple[Structure, Structure]:
@@ -28,16 +31,48 @@ def router(tmp_path_factory):
     return path
 
 
-def test_each_host_kind_is_predicted_and_judged_by_its_route(router):
+@pytest.mark.parametrize("two_d", ["definet_2d_v2", "definet_2d_v4"])  # the bulk route's graphs, then 6 A / 50
+def test_each_host_kind_is_predicted_and_judged_by_its_route(two_d, tmp_path):
+    path = tmp_path / "routed.pt"
+    save_router(path, {"2D": [two_d], "bulk": ["definet_2d_seed1"]}, default="2D")
     slab, slab_host = random_defect_cell(np.random.default_rng(1), size=6, n_vacancies=2, c=20.0)
-    bulk, bulk_host = copper_vacancy()
-    routed = Predictor(router, device="cpu").predictions([slab, bulk], [slab_host, bulk_host])
-    (own_slab,) = Predictor("definet_2d_v2", device="cpu").predictions([slab], slab_host)
+    bulk, bulk_host = copper_vacancy()  # the 24-neighbour cut falls inside a shell: float32 rebuilds would move it
+    with Predictor(path, device="cpu", graph_workers=1) as in_workers:
+        routed = [*Predictor(path, device="cpu").predictions([slab, bulk], [slab_host, bulk_host]),
+                  *in_workers.predictions([slab, bulk], [slab_host, bulk_host])]
+    (own_slab,) = Predictor(two_d, device="cpu").predictions([slab], slab_host)
     (own_bulk,) = Predictor("definet_2d_seed1", device="cpu").predictions([bulk], bulk_host)
-    assert np.array_equal(routed[0].structure.cart_coords, own_slab.structure.cart_coords)
-    assert np.array_equal(routed[1].structure.cart_coords, own_bulk.structure.cart_coords)
-    assert routed[0].verdict == own_slab.verdict and routed[1].verdict == own_bulk.verdict
+    for slab_prediction, bulk_prediction in (routed[:2], routed[2:]):
+        assert np.array_equal(slab_prediction.structure.cart_coords, own_slab.structure.cart_coords)
+        assert np.array_equal(bulk_prediction.structure.cart_coords, own_bulk.structure.cart_coords)
+        assert slab_prediction.verdict == own_slab.verdict and bulk_prediction.verdict == own_bulk.verdict
     assert not routed[1].verdict.in_domain  # definet_2d_seed1's domain knows no bulk host
+
+
+def write_copper_set(root: Path, pairs: int = 2) -> None:
+    """A bulk material directory (Cu vacancies, 3x3x3 fcc) in the dataset layout, the relaxed cell the unrelaxed."""
+    material = root / "Cu"
+    (material / "CIF").mkdir(parents=True)
+    cell, host = copper_vacancy()
+    host.to(filename=str(material / "Cu.cif"))
+    for k in range(pairs):
+        for state in ("unrelaxed", "relaxed"):
+            cell.to(filename=str(material / "CIF" / f"Cu_{k}_{state}.cif"))
+    (material / "val.csv").write_text("atoms_id\n" + "\n".join(f"Cu_{k}" for k in range(pairs)) + "\n")
+
+
+def test_a_router_reads_each_material_at_its_routes_graph_settings(tmp_path):
+    write_dataset(tmp_path / "data", {"val": 2})
+    write_copper_set(tmp_path / "data")
+    path = tmp_path / "routed.pt"
+    save_router(path, {"2D": ["definet_2d_v4"], "bulk": ["definet_2d_seed1"]}, default="2D")
+    routed = Predictor(path, device="cpu")
+    assert routed.settings_by_kind == {"bulk": (5.0, 24)} and routed.graph_settings("2D") == (6.0, 50)
+    sets = routed.dataset([tmp_path / "data"], "val", cache_dir=tmp_path / "cache", progress=False)
+    for key, settings in (("MoS2", (6.0, 50)), ("Cu", (5.0, 24))):
+        direct = load_dataset([tmp_path / "data"], "val", *settings, tmp_path / "direct", progress=False)[key]
+        assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(sets[key], direct, strict=True)), key
+    assert int(torch.bincount(sets["Cu"][0].edge_index[1]).max()) == 24
 
 
 def test_a_router_pins_packaged_routes_by_content_and_is_named_by_its_own(router):

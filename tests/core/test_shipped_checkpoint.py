@@ -14,7 +14,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v3"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v4"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + router.routes["bulk"]:
@@ -22,22 +22,16 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    two_d = read_checkpoint("definet_2d_v3")
+    two_d = read_checkpoint("definet_2d_v4")
     assert {42, 16, 74, 34, 5, 7} <= set(two_d["trained_elements"])  # Mo S W Se B N
     assert two_d["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
-    assert two_d["domain"]["min_atoms"] == 0  # as definet_2d_v2: small 2D supercells stay in domain
-    assert read_checkpoint("definet_2d_v2")["state_dict"].keys() == two_d["state_dict"].keys()
+    assert two_d["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
+    assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
+    assert two_d["metadata"]["train_structures"] == 23266  # every 2D pair, high density five times an epoch
+    assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")  # the previous default stays
     bulk = read_checkpoint("definet_bulk_v1")
     assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
     assert bulk["metadata"]["train_config"]["min_atoms"] == 16
-
-
-def test_the_all_data_2d_model_is_packaged_with_the_2d_domain_rules():
-    payload = read_checkpoint("definet_2d_v4")
-    assert payload["config"]["edge_displacement"] and payload["config"]["max_neighbors"] == 50
-    assert payload["domain"]["host_systems"] == read_checkpoint("definet_2d_v3")["domain"]["host_systems"]
-    assert payload["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size, as definet_2d_v3
-    assert payload["metadata"]["train_structures"] == 23266  # every 2D pair, high density five times an epoch
 
 
 def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
