@@ -1,6 +1,6 @@
 """What routing costs: whole ``Predictor.predictions`` calls through the default router against its route alone.
 
-    python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2] [--previous definet_v3]
+    python bench/bench_router.py [--n 32] [--repeats 3] [--threads 2] [--previous definet_v3] [--checkpoint R]
 
 Two workloads, each timed through the routing default and through the first model of the route that serves
 it, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model: the cost of
@@ -9,7 +9,8 @@ two-model ensemble, against its first member alone: the ensemble's cost), plus a
 mixed list of both through the router. Graph building, the model and the verdicts
 are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and the
 ratio of the router to the route alone; with ``--previous``, also the ratio of the default to that earlier
-default on the same workloads (what a change of the default costs).
+default on the same workloads (what a change of the default costs). ``--checkpoint``: time another router (a
+candidate default, ``definet router``) in the default's place.
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--previous", default=None, help="an earlier default to compare the default with")
+    parser.add_argument("--checkpoint", default=None, help="the router to time (default: the shipped one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    router = Predictor(device="cpu")
-    routes = read_router().routes  # each route's first model, pinned as the router names it
+    router = Predictor(args.checkpoint, device="cpu")
+    routes = read_router(args.checkpoint).routes  # each route's first model, pinned as the router names it
     workloads = {"MoS2 8x8 (2D route)": (routes["2D"][0], mos2_cases(args.n)),
                  "Si mp-149 (bulk route)": (routes["bulk"][0], silicon_cases(args.n))}
     print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
