@@ -30,7 +30,11 @@ def spread_and_errors(data: str, split: str, checkpoints: list[str]) -> dict[str
     """Per material: the spread between the checkpoints and the errors of each structure, keyed by checkpoint,
     ``MEAN`` and ``UNRELAXED``."""
     predictors = [Predictor(c, device="cpu") for c in checkpoints]
-    sets = [p.dataset([data], split, progress=False) for p in predictors]  # each at its own graph settings
+    loaded: dict[tuple, dict] = {}  # read once per graph plan
+    for p in predictors:
+        if p.graph_plan not in loaded:
+            loaded[p.graph_plan] = p.dataset([data], split, progress=False)
+    sets = [loaded[p.graph_plan] for p in predictors]
     result = {}
     for key, graphs in sets[0].items():
         members = [p.predict_graphs(s[key]) for p, s in zip(predictors, sets, strict=True)]

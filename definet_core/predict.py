@@ -134,6 +134,12 @@ class Predictor:
         return load_dataset(roots, split, self.config.radius, self.config.max_neighbors, cache_dir, progress,
                             self.settings_by_kind)
 
+    @property
+    def graph_plan(self) -> tuple:
+        """What decides the graphs this predictor reads (its settings and its routes' other ones): predictors of
+        equal plans read the same graph of every structure."""
+        return self.config.radius, self.config.max_neighbors, tuple(sorted(self.settings_by_kind.items()))
+
     def graph_settings(self, kind: str) -> tuple[float, int]:
         """(radius, max_neighbors) of the graphs that the model serving host kind ``kind`` reads (``route``)."""
         route = self.routes.get(kind, self.routes[self.default_route]) if self.routes else self
@@ -241,6 +247,8 @@ class Predictor:
         """These graphs with a companion's graph settings for their host kind: each as it is where they match
         this predictor's, else rebuilt (``regraph``) once per graph and setting in ``rebuilt`` (companions that
         share settings share the graphs)."""
+        if companion.graph_plan == self.graph_plan:
+            return list(graphs)
         served = []
         for i, graph in enumerate(graphs):
             kind = dimensionality(graph)
