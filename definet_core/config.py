@@ -44,6 +44,9 @@ class ModelConfig:
     arch: str = field(default="definet", metadata={"choices": ARCHS})
     edge_displacement: bool = False
     """Ours only: add the reference's per-edge radial displacement B, the coordinate step becoming (A + B) / 2."""
+    vector_activation: bool = False
+    """Ours only: pass each layer's summed vector messages and its vector update through the reference's vector
+    leaky-ReLU (``reference_model.VectorActivation``). Checkpoints without the field load with False."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

@@ -6,7 +6,8 @@ the edge. A global virtual node per graph, with its own scalar and vector state,
 writes to all nodes. Every layer ends with a coordinate update ``x += v W``, and the next layer
 rebuilds its edge vectors from the updated coordinates (the neighbour list and periodic images
 stay those of the unrelaxed structure). Only linear maps of vectors, scalar gates, norms and dot
-products touch vector quantities, so the model is exactly E(3)-equivariant.
+products touch vector quantities (and, with ``ModelConfig.vector_activation``, the reference's vector
+leaky-ReLU, built of the same), so the model is exactly E(3)-equivariant.
 
 Two bounds keep the model finite where it has never been (``ModelConfig.vector_clip`` and
 ``displacement_clip``). The layers hold positive feedback loops in the vector features: the update
@@ -41,7 +42,7 @@ from definet_core.config import ModelConfig
 from definet_core.elements import ElementFeatures
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import periodic_frame
-from definet_core.reference_model import EdgeDisplacement
+from definet_core.reference_model import EdgeDisplacement, VectorActivation
 from definet_core.stability import clip_displacement, clip_vectors, shrink_runaways
 
 
@@ -103,6 +104,10 @@ class DefiNetLayer(nn.Module):
         self.edge_displacement = EdgeDisplacement(f, config.num_rbf, nn.SiLU) if config.edge_displacement else None
         if self.edge_displacement is not None:
             self.edge_marker = nn.Embedding(config.num_markers, f)  # P m: a projected marker is one row per marker
+        # the reference's vector nonlinearity on the summed messages and on the update (``config.vector_activation``)
+        vector_map: Callable[[int], nn.Module] = VectorActivation if config.vector_activation else nn.Identity
+        self.message_activation = vector_map(f)
+        self.update_activation = vector_map(f)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
                 pos: torch.Tensor, marker: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
@@ -118,13 +123,13 @@ class DefiNetLayer(nn.Module):
         msg_v = w_vv.unsqueeze(1) * v[src] + w_vu.unsqueeze(1) * unit.unsqueeze(-1)
         n = s.shape[0]
         s = s + scatter(w_s, dst, dim=0, dim_size=n, reduce="sum") / self.norm
-        v = v + scatter(msg_v, dst, dim=0, dim_size=n, reduce="sum") / self.norm
+        v = v + self.message_activation(scatter(msg_v, dst, dim=0, dim_size=n, reduce="sum") / self.norm)
         s, v, g_s, g_v = self.global_node(s, v, g_s, g_v, batch)
         u_v, v_v = self.vector_uv(v).split(self.hidden, dim=-1)
         a_vv, a_sv, a_ss = self.update_mlp(
             torch.cat([s, torch.sqrt((v_v**2).sum(dim=1) + 1e-8)], dim=-1)
         ).split(self.hidden, dim=-1)
-        v = v + a_vv.unsqueeze(1) * u_v
+        v = v + self.update_activation(a_vv.unsqueeze(1) * u_v)
         s = self.scalar_norm(s + a_sv * (u_v * v_v).sum(dim=1) + a_ss)
         v, excess = clip_vectors(v, self.vector_clip)  # see the module docstring: the update can square |v|
         step = self.coordinate_head(v).squeeze(-1)

@@ -220,8 +220,9 @@ class ReferenceDefiNet(nn.Module):
     Same interface as ``definet_core.model.DefiNet``. Uses ``hidden``, ``layers``, ``num_rbf``,
     ``num_elements`` and ``num_markers`` of the config (``radius``/``max_neighbors`` define the graph it
     reads), and the same bounds as ours (``vector_clip`` after each layer's update, ``displacement_clip``,
-    ``definet_core.stability``), which the reference does not have; ``aggregation_norm`` and
-    ``edge_displacement`` belong to our architecture and are ignored here.
+    ``definet_core.stability``), which the reference does not have; ``aggregation_norm``,
+    ``edge_displacement`` and ``vector_activation`` belong to our architecture and are ignored here (the
+    reference always has the last two).
     """
 
     def __init__(self, config: ModelConfig) -> None:

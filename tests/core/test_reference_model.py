@@ -1,5 +1,6 @@
-"""The reference DefiNet (arch="reference") and our model's edge_displacement option: their parts, checkpoints,
-the Predictor, the train CLI and the reference size (their equivariance is tested in test_model.py)."""
+"""The reference DefiNet (arch="reference") and our model's edge_displacement and vector_activation options: their
+parts, checkpoints, the Predictor, the train CLI and the reference size (their equivariance is tested in
+test_model.py)."""
 
 from dataclasses import replace
 
@@ -49,6 +50,16 @@ def test_vector_activation_is_a_continuous_vector_leaky_relu():
     assert torch.equal(torch.where(positive, out, q), q)  # kept where q . k >= 0
     projected = q - (q * k).sum(dim=1, keepdim=True) / (k * k).sum(dim=1, keepdim=True) * k
     assert torch.allclose(torch.where(positive, q, out), torch.where(positive, q, (q + projected) / 2))
+
+
+def test_vector_activation_option_puts_the_reference_activation_into_ours_and_off_is_todays_model():
+    with_activation = build_model(replace(CONFIG, vector_activation=True))
+    assert all(isinstance(layer.message_activation, VectorActivation)
+               and isinstance(layer.update_activation, VectorActivation) for layer in with_activation.layers)
+    assert with_activation.num_parameters() > build_model(CONFIG).num_parameters()
+    assert not any("activation" in name for name in build_model(CONFIG).state_dict())  # off: today's parameters
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "vector_activation"}
+    assert not ModelConfig.from_dict(old).vector_activation
 
 
 def test_gaussian_basis_spans_30_angstrom_and_a_fifth_is_active_within_6():
