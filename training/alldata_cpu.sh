@@ -5,6 +5,8 @@
 #   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
 #   GRAPH="--radius 6 --max-neighbors 50" INIT=none ...                    # from scratch on the 6 A / 50 graph
 #   ARCH=reference GRAPH=... INIT=none LR=1e-3 ...                          # the paper's architecture, from scratch
+#   INIT=definet_2d_v4 LR=1e-3 BUDGET=125 COPIES=5 ...                     # a warm restart of the default's 2D model
+#   EXTRA="--loss-balance material" ...                                     # more `definet train` arguments, last
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
@@ -27,4 +29,4 @@ start="--init $INIT --edge-displacement true"
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
 .venv/bin/definet train --data $V --out $out --resume $start \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
-  --time-budget ${BUDGET:-60} --compile --device cpu
+  --time-budget ${BUDGET:-60} --compile --device cpu ${EXTRA:-}
