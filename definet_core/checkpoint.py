@@ -20,8 +20,8 @@ ROUTER_FORMAT = "definet-router"
 """A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v4.pt"
-"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v4`` (6 A / 50 graphs) and bulk
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v5.pt"
+"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v5`` (6 A / 50 graphs) and bulk
 hosts to the ensemble ``definet_bulk_v1`` + ``definet_bulk_v1_seed1`` (5 A / 24; see the model card)."""
 
 

@@ -14,7 +14,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v4"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v5"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + router.routes["bulk"]:
@@ -22,13 +22,14 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    two_d = read_checkpoint("definet_2d_v4")
+    two_d = read_checkpoint("definet_2d_v5")
     assert {42, 16, 74, 34, 5, 7} <= set(two_d["trained_elements"])  # Mo S W Se B N
     assert two_d["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert two_d["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
     assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
     assert two_d["metadata"]["train_structures"] == 23266  # every 2D pair, high density five times an epoch
-    assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")  # the previous default stays
+    assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")  # the previous defaults stay
+    assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")
     bulk = read_checkpoint("definet_bulk_v1")
     assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
     assert bulk["metadata"]["train_config"]["min_atoms"] == 16
