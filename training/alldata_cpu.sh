@@ -5,7 +5,7 @@
 #   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
 #   GRAPH="--radius 6 --max-neighbors 50" INIT=none ...                    # from scratch on the 6 A / 50 graph
 #   ARCH=reference GRAPH=... INIT=none LR=1e-3 ...                          # the paper's architecture, from scratch
-#   INIT=definet_2d_v4 LR=1e-3 BUDGET=125 COPIES=5 ...                     # a warm restart of the default's 2D model
+#   INIT=definet_2d_v5 LR=1e-3 BUDGET=90 COPIES=3 ...                      # a warm restart of the default's 2D model
 #   EXTRA="--loss-balance material" ...                                     # more `definet train` arguments, last
 set -euo pipefail
 cd "$(dirname "$0")/.."
