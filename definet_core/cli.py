@@ -17,7 +17,7 @@ from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetError, DefiNetInputError
 from definet_core.graph import graph_from_arrays, graph_to_arrays
 from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES
-from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, TrainConfig
+from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, SELECTIONS, TrainConfig
 
 if TYPE_CHECKING:
     from definet_core.predict import Prediction
@@ -56,6 +56,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--ema-decay", type=float, default=0.999)
     train.add_argument("--loss-balance", choices=LOSS_BALANCES, default="none",
                        help="material: weight structures by 1 / their material's mean DFT displacement")
+    train.add_argument("--select-on", choices=SELECTIONS, default="mae",
+                       help="what picks the best epoch (and drives plateau and early stopping): mae, the mean val "
+                            "MAE over the val sets; ratio, the mean of their val MAE / unrelaxed MAE")
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="bf16 autocast on CUDA (auto: where supported); the CPU trains in fp32")
     train.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
@@ -151,7 +154,8 @@ def _train(args: argparse.Namespace) -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, amsgrad=args.amsgrad,
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
-        precision=args.precision, time_budget_min=args.time_budget, checkpoint_every_min=args.checkpoint_every,
+        select_on=args.select_on, precision=args.precision, time_budget_min=args.time_budget,
+        checkpoint_every_min=args.checkpoint_every,
         position_noise=args.position_noise, half_checkpoint=args.half_checkpoint, compile=args.compile,
         early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms,
         freeze=tuple(args.freeze))

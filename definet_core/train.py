@@ -14,6 +14,7 @@ import math
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ LOSS_READ_EVERY = 25
 """Training steps between reads of the loss for the progress bar (each read waits for the GPU)."""
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSS_BALANCES = ("none", "material")
+SELECTIONS = ("mae", "ratio")
 
 
 @dataclass
@@ -63,6 +65,11 @@ class TrainConfig:
     early_stop_patience: int = 8
     loss_balance: str = "none"
     """``material``: weight each structure by 1 / its material's mean DFT displacement (see ``material_weights``)."""
+    select_on: str = "mae"
+    """What picks the best epoch and drives the plateau schedule and early stopping: ``mae``, the mean val MAE
+    over the val sets; ``ratio``, the mean over the val sets of val MAE / unrelaxed MAE (``val_ratios``), which
+    counts each set relative to how far its atoms move, as the val ratio scores (the mean MAE is dominated by
+    the sets that move most)."""
     precision: str = "auto"
     """``bf16`` autocast on CUDA; ``auto`` = bf16 where CUDA supports it, else fp32. The CPU always runs fp32."""
     time_budget_min: float | None = None
@@ -88,7 +95,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.freeze = tuple(self.freeze)  # a saved state holds a list
         for name, value, allowed in (("schedule", self.schedule, SCHEDULES), ("precision", self.precision, PRECISIONS),
-                                     ("loss_balance", self.loss_balance, LOSS_BALANCES)):
+                                     ("loss_balance", self.loss_balance, LOSS_BALANCES),
+                                     ("select_on", self.select_on, SELECTIONS)):
             if value not in allowed:
                 raise DefiNetInputError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(allowed)}")
 
@@ -159,15 +167,33 @@ def material_weights(sets: dict[str, list[Data]]) -> dict[str, float]:
 def validation_mae(model: torch.nn.Module, graphs: list[Data], device: torch.device, batch_size: int) -> float:
     """Paper MAE (mean |dx|,|dy|,|dz| over real atoms, averaged over structures), always in fp32."""
     model.eval()
+    return structure_mean_mae(model, graphs, device, batch_size)
+
+
+def unrelaxed_mae(graphs: list[Data], device: torch.device, batch_size: int) -> float:
+    """The paper MAE of the unrelaxed positions themselves (no prediction): the denominator of the val ratio."""
+    return structure_mean_mae(lambda batch: batch.pos, graphs, device, batch_size)
+
+
+@torch.no_grad()
+def structure_mean_mae(predict: Callable[[Data], torch.Tensor], graphs: list[Data], device: torch.device,
+                       batch_size: int) -> float:
+    """Mean over ``graphs`` of each structure's mean |dx|,|dy|,|dz| between ``predict(batch)`` and the DFT
+    positions over its real atoms (vacancy nodes left out)."""
     per_structure = []
     for batch in DataLoader(graphs, batch_size=batch_size):
         batch = batch.to(device)
-        error = (model(batch) - batch.y).abs().mean(dim=-1)
+        error = (predict(batch) - batch.y).abs().mean(dim=-1)
         atoms = atom_mask(batch.marker).to(error.dtype)
         sums = torch.zeros(batch.num_graphs, device=device).index_add_(0, batch.batch, error * atoms)
         counts = torch.zeros(batch.num_graphs, device=device).index_add_(0, batch.batch, atoms)
         per_structure.append((sums / counts).cpu())
     return float(torch.cat(per_structure).mean())
+
+
+def val_ratios(val: dict[str, float], unrelaxed: dict[str, float]) -> dict[str, float]:
+    """Val MAE / unrelaxed MAE per val set (sets whose atoms do not move at all are left out)."""
+    return {key: mae / unrelaxed[key] for key, mae in val.items() if unrelaxed[key] > 0}
 
 
 class WarmupEma:
@@ -207,6 +233,12 @@ def state_path(out: Path) -> Path:
 def log_path(out: Path) -> Path:
     """Per-epoch JSON-lines log of checkpoint ``out``."""
     return out.with_name(out.stem + ".log.jsonl")
+
+
+def read_log(out: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of checkpoint ``out``'s training log (empty if it has none)."""
+    path = log_path(out)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _seed_everything(seed: int) -> None:
@@ -374,6 +406,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     domain = domain_of(g for graphs in train_sets.values() for g in graphs)  # on the CPU copies
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
+    unrelaxed = {key: unrelaxed_mae(graphs, device, 2 * train_config.batch_size) for key, graphs in val_graphs.items()}
 
     run = TrainingRun(model_config, train_config, device, initial_state)
     if saved is not None:
@@ -421,12 +454,16 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         val = {key: validation_mae(run.ema.module, graphs, device, 2 * train_config.batch_size)
                for key, graphs in val_graphs.items()}
         val_mean = float(np.mean(list(val.values())))
+        ratios = val_ratios(val, unrelaxed)
+        ratio_mean = float(np.mean(list(ratios.values()))) if ratios else math.nan
+        score = ratio_mean if train_config.select_on == "ratio" else val_mean
         if train_config.schedule == "plateau":
-            run.plateau.step(val_mean)
-        if val_mean < run.best:
-            run.best, run.stale, run.best_epoch = val_mean, 0, run.epoch
+            run.plateau.step(score)
+        if score < run.best:
+            run.best, run.stale, run.best_epoch = score, 0, run.epoch
             save_checkpoint(out, run.ema.module, list(domain.elements), {
-                "epoch": run.epoch, "step": run.step, "val_mae": val, "data": [str(Path(r)) for r in data_roots],
+                "epoch": run.epoch, "step": run.step, "val_mae": val, "val_ratio": ratios,
+                "data": [str(Path(r)) for r in data_roots],
                 "train_config": asdict(train_config), "train_structures": len(train_graphs),
                 "device": _device_name(device), "precision": precision,
                 "init": str(init) if init is not None else None}, half=train_config.half_checkpoint,
@@ -436,7 +473,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         steps = run.step - started_steps
         record = {"epoch": run.epoch, "step": run.step,
                   "train_loss": train_loss,
-                  "val_mae": val, "val_mae_mean": val_mean, "lr": run.optimizer.param_groups[0]["lr"],
+                  "val_mae": val, "val_mae_mean": val_mean, "val_ratio": ratios, "val_ratio_mean": ratio_mean,
+                  "lr": run.optimizer.param_groups[0]["lr"],
                   "seconds": round(seconds, 1), "elapsed_s": round(run.elapsed, 1), "best_epoch": run.best_epoch,
                   "device": _device_name(device), "precision": precision,
                   "steps_per_s": round(steps / max(seconds, 1e-9), 2),
@@ -452,8 +490,10 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         last_save = time.time()
         if stop_reason == "time budget":
             break
-    return {"best_epoch": run.best_epoch, "best_val_mae": run.best, "checkpoint": str(out),
-            "steps": run.step, "stopped_by": stop_reason}
+    best = next((record for record in read_log(out) if record["epoch"] == run.best_epoch), {})
+    return {"best_epoch": run.best_epoch, "selected_on": train_config.select_on,
+            "best_val_mae": best.get("val_mae_mean"), "best_val_ratio": best.get("val_ratio_mean"),
+            "checkpoint": str(out), "steps": run.step, "stopped_by": stop_reason}
 
 
 def raise_if_diverged(losses: list[torch.Tensor], run: TrainingRun, out: Path) -> float:

@@ -96,3 +96,39 @@ def test_a_diverging_run_stops_with_one_line_before_writing_its_weights(dataset_
                                                     r"nothing; train again with a lower --lr$"):
         train([dataset_root], out, TINY_CONFIG, config, progress=False)
     assert not out.exists() and not log_path(out).exists()
+
+
+
+def magnify_relaxation(material_dir, factor):
+    """Scale each relaxed structure's displacements from its unrelaxed one by ``factor`` (a material moving more)."""
+    from pymatgen.core import Structure
+
+    for relaxed in (material_dir / "CIF").glob("*_relaxed.cif"):
+        start = Structure.from_file(str(relaxed).replace("_relaxed", "_unrelaxed"))
+        end = Structure.from_file(relaxed)
+        moved = start.frac_coords + factor * (end.frac_coords - start.frac_coords)
+        Structure(end.lattice, end.species, moved).to(filename=str(relaxed))
+
+
+def test_selecting_on_the_val_ratio_picks_the_epoch_with_the_lowest_mean_ratio(tmp_path, cache_dir, tiny_checkpoint):
+    from tests.conftest import write_dataset
+
+    write_dataset(tmp_path / "data" / "high_density", {"train": 8, "val": 3})
+    magnify_relaxation(write_dataset(tmp_path / "data" / "low_density", {"train": 8, "val": 2}, seed=3), 4.0)
+    out = tmp_path / "m.pt"
+    summary = train([tmp_path / "data"], out, TINY_CONFIG, TrainConfig(epochs=6, select_on="ratio", **FAST),
+                    progress=False)
+    log = read_log(out)
+    unrelaxed = evaluate([tmp_path / "data"], "val", tiny_checkpoint, "cpu", progress=False)  # its dummy MAEs
+    for record in log:
+        assert sorted(record["val_ratio"]) == ["high_density/MoS2", "low_density/MoS2"]
+        for key, ratio in record["val_ratio"].items():
+            assert ratio == pytest.approx(record["val_mae"][key] / unrelaxed[key]["dummy_mae"], rel=1e-5)
+        assert record["val_ratio_mean"] == pytest.approx(sum(record["val_ratio"].values()) / 2)
+    best = min(log, key=lambda record: record["val_ratio_mean"])
+    assert best["epoch"] != min(log, key=lambda record: record["val_mae_mean"])["epoch"]  # the choice matters here
+    assert summary["best_epoch"] == best["epoch"] and summary["selected_on"] == "ratio"
+    assert summary["best_val_ratio"] == best["val_ratio_mean"]
+    assert torch.load(out, weights_only=False)["metadata"]["epoch"] == best["epoch"]
+    with pytest.raises(DefiNetInputError, match="--select-on loss: expected one of mae, ratio"):
+        TrainConfig(select_on="loss")
