@@ -10,6 +10,10 @@ from definet_core.errors import DefiNetInputError
 ARCHS = ("definet", "reference")
 """``ModelConfig.arch``: ``definet`` is ours (``model.DefiNet``), ``reference`` the paper's network
 (``reference_model.ReferenceDefiNet``)."""
+RADIAL_BASES = ("bessel", "gaussian")
+"""``ModelConfig.radial_basis`` of ours (the reference always has its Gaussians)."""
+SCALAR_UPDATES = ("painn", "reference")
+"""``ModelConfig.scalar_update`` of ours (the reference always has its own)."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,25 @@ class ModelConfig:
     vector_activation: bool = False
     """Ours only: pass each layer's summed vector messages and its vector update through the reference's vector
     leaky-ReLU (``reference_model.VectorActivation``). Checkpoints without the field load with False."""
+    radial_basis: str = field(default="bessel", metadata={"choices": RADIAL_BASES})
+    """Ours only: ``bessel``, sin(n pi d / radius) / d with a cosine envelope, or ``gaussian``, the reference's
+    Gaussians on d / 30 A with a polynomial envelope (``reference_model.GaussianBasis``). Checkpoints without
+    the field load with bessel."""
+    scalar_update: str = field(default="painn", metadata={"choices": SCALAR_UPDATES})
+    """Ours only: ``painn`` adds the dot product of the two vector maps to the scalars and ends in a LayerNorm;
+    ``reference`` has neither: s = (s + c2 / sqrt 2 + s tanh c3) / sqrt 2, as the reference's update.
+    Checkpoints without the field load with painn."""
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise DefiNetInputError(f"model arch {self.arch!r}: expected one of {', '.join(ARCHS)}")
-        if self.element_features and self.arch != "definet":
-            raise DefiNetInputError(f"--element-features: not available for the {self.arch} architecture")
+        ours_only = {"element_features": False, "radial_basis": "bessel", "scalar_update": "painn"}
+        for name, default in ours_only.items():
+            if self.arch != "definet" and getattr(self, name) != default:
+                raise DefiNetInputError(f"--{name.replace('_', '-')}: not available for the {self.arch} architecture")
+        for name, allowed in (("radial_basis", RADIAL_BASES), ("scalar_update", SCALAR_UPDATES)):
+            if getattr(self, name) not in allowed:
+                raise DefiNetInputError(f"model {name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and logs."""

@@ -7,7 +7,9 @@ writes to all nodes. Every layer ends with a coordinate update ``x += v W``, and
 rebuilds its edge vectors from the updated coordinates (the neighbour list and periodic images
 stay those of the unrelaxed structure). Only linear maps of vectors, scalar gates, norms and dot
 products touch vector quantities (and, with ``ModelConfig.vector_activation``, the reference's vector
-leaky-ReLU, built of the same), so the model is exactly E(3)-equivariant.
+leaky-ReLU, built of the same), so the model is exactly E(3)-equivariant. Two more options put reference
+pieces into ours for ablations: its Gaussian radial basis (``ModelConfig.radial_basis``) and its scalar
+update without the dot-product term and the LayerNorm (``ModelConfig.scalar_update``).
 
 Two bounds keep the model finite where it has never been (``ModelConfig.vector_clip`` and
 ``displacement_clip``). The layers hold positive feedback loops in the vector features: the update
@@ -42,7 +44,7 @@ from definet_core.config import ModelConfig
 from definet_core.elements import ElementFeatures
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import periodic_frame
-from definet_core.reference_model import EdgeDisplacement, VectorActivation
+from definet_core.reference_model import EdgeDisplacement, GaussianBasis, VectorActivation
 from definet_core.stability import clip_displacement, clip_vectors, shrink_runaways
 
 
@@ -97,7 +99,8 @@ class DefiNetLayer(nn.Module):
         self.global_node = GlobalNode(f)
         self.vector_uv = nn.Linear(f, 2 * f, bias=False)
         self.update_mlp = nn.Sequential(nn.Linear(2 * f, f), nn.SiLU(), nn.Linear(f, 3 * f))
-        self.scalar_norm = nn.LayerNorm(f)
+        # the reference's scalar update (``config.scalar_update``) has no dot-product term and no LayerNorm
+        self.scalar_norm = nn.LayerNorm(f) if config.scalar_update == "painn" else None
         self.coordinate_head = nn.Linear(f, 1, bias=False)
         nn.init.normal_(self.coordinate_head.weight, std=1e-2)
         # the reference's per-edge radial displacement B (``config.edge_displacement``); off: no parameters
@@ -111,7 +114,7 @@ class DefiNetLayer(nn.Module):
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, g_s: torch.Tensor, g_v: torch.Tensor,
                 pos: torch.Tensor, marker: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor,
-                basis: BesselBasis, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                basis: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, ...]:
         src, dst = edge_index
         vec = pos[src] + edge_shift - pos[dst]
         dist = vec.norm(dim=-1).clamp_min(1e-9)
@@ -130,7 +133,10 @@ class DefiNetLayer(nn.Module):
             torch.cat([s, torch.sqrt((v_v**2).sum(dim=1) + 1e-8)], dim=-1)
         ).split(self.hidden, dim=-1)
         v = v + self.update_activation(a_vv.unsqueeze(1) * u_v)
-        s = self.scalar_norm(s + a_sv * (u_v * v_v).sum(dim=1) + a_ss)
+        if self.scalar_norm is None:
+            s = (s + a_sv / math.sqrt(2.0) + s * torch.tanh(a_ss)) / math.sqrt(2.0)
+        else:
+            s = self.scalar_norm(s + a_sv * (u_v * v_v).sum(dim=1) + a_ss)
         v, excess = clip_vectors(v, self.vector_clip)  # see the module docstring: the update can square |v|
         step = self.coordinate_head(v).squeeze(-1)
         if self.edge_displacement is not None:  # (A + B) / 2, B along the unit vectors from neighbour to centre
@@ -153,7 +159,8 @@ class DefiNet(nn.Module):
         if self.element_features is not None:
             nn.init.zeros_(self.element_embedding.weight)
         self.marker_embedding = nn.Embedding(config.num_markers, config.hidden)
-        self.basis = BesselBasis(config.num_rbf, config.radius)
+        self.basis = (GaussianBasis(config.num_rbf) if config.radial_basis == "gaussian"
+                      else BesselBasis(config.num_rbf, config.radius))
         self.layers = nn.ModuleList(DefiNetLayer(config) for _ in range(config.layers))
 
     def forward(self, batch: Batch) -> torch.Tensor:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15 ablations at equal compute (docs/reference_architecture.md): WHAT=<run> [SEED=1] bash training/ablation_cpu.sh
 # runs: ours ours_lr1e-3 edge reference reference_lr1e-3 reference_lr1e-4 ours_6_50 ours_6_50_edge
-#       ours_6_50_edge_va hd_only ld_only (resumable)
+#       ours_6_50_edge_va ours_6_50_edge_gauss ours_6_50_edge_refupdate hd_only ld_only (resumable)
 # Data: the six high-density sets + the first 900 low-density train pairs per material (a view of ../shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,8 @@ case $WHAT in
   ours_6_50) run="--lr 2e-3 --num-rbf 32 $G" ;;
   ours_6_50_edge) run="--lr 2e-3 --num-rbf 32 $G --edge-displacement true" ;;
   ours_6_50_edge_va) run="--lr 2e-3 --num-rbf 32 $G --edge-displacement true --vector-activation true" ;;
+  ours_6_50_edge_gauss) run="--lr 2e-3 --num-rbf 128 --radial-basis gaussian $G --edge-displacement true" ;;
+  ours_6_50_edge_refupdate) run="--lr 2e-3 --num-rbf 32 $G --edge-displacement true --scalar-update reference" ;;
   hd_only) run="--lr 2e-3 $O"; data=$V/high_density ;;
   ld_only) run="--lr 2e-3 $O"; data=$V/low_density ;;
   *) echo "WHAT=$WHAT: not a run of this script" >&2; exit 2 ;;

@@ -30,6 +30,8 @@ def random_batch(seed):
 VARIANTS = {"definet": CONFIG, "edge_displacement": replace(CONFIG, edge_displacement=True),
             "element_features": replace(CONFIG, element_features=True),
             "vector_activation": replace(CONFIG, edge_displacement=True, vector_activation=True),
+            "gaussian_basis": replace(CONFIG, radial_basis="gaussian", num_rbf=16),
+            "reference_scalar_update": replace(CONFIG, scalar_update="reference"),
             "reference": replace(CONFIG, arch="reference", num_rbf=16)}
 """Every architecture and option that touches vectors: the equivariance tests below run on each."""
 

@@ -1,6 +1,6 @@
-"""The reference DefiNet (arch="reference") and our model's edge_displacement and vector_activation options: their
-parts, checkpoints, the Predictor, the train CLI and the reference size (their equivariance is tested in
-test_model.py)."""
+"""The reference DefiNet (arch="reference") and our model's options that put its pieces into ours (edge_displacement,
+vector_activation, radial_basis, scalar_update): their parts, checkpoints, the Predictor, the train CLI and the
+reference size (their equivariance is tested in test_model.py)."""
 
 from dataclasses import replace
 
@@ -60,6 +60,26 @@ def test_vector_activation_option_puts_the_reference_activation_into_ours_and_of
     assert not any("activation" in name for name in build_model(CONFIG).state_dict())  # off: today's parameters
     old = {k: v for k, v in ModelConfig().to_dict().items() if k != "vector_activation"}
     assert not ModelConfig.from_dict(old).vector_activation
+
+
+def test_basis_and_scalar_update_options_put_the_reference_pieces_into_ours_and_defaults_are_todays_model():
+    today = build_model(CONFIG)
+    gaussian = build_model(replace(CONFIG, radial_basis="gaussian", num_rbf=16))
+    assert isinstance(gaussian.basis, GaussianBasis) and gaussian.basis.offsets.shape == (16,)
+    no_norm = build_model(replace(CONFIG, scalar_update="reference"))
+    assert all(layer.scalar_norm is None for layer in no_norm.layers)
+    assert not any("scalar_norm" in name for name in no_norm.state_dict())
+    assert set(no_norm.state_dict()) < set(today.state_dict())  # the same network less its LayerNorms
+    no_norm.load_state_dict({k: v for k, v in today.state_dict().items() if "scalar_norm" not in k})
+    batch = random_batch(3)
+    with torch.no_grad():  # the same weights without the LayerNorm and the dot product: another function
+        assert (no_norm.double()(batch) - today.double()(batch)).abs().max() > 1e-6
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k not in ("radial_basis", "scalar_update")}
+    assert (ModelConfig.from_dict(old).radial_basis, ModelConfig.from_dict(old).scalar_update) == ("bessel", "painn")
+    with pytest.raises(DefiNetInputError, match=r"^--radial-basis: not available for the reference architecture$"):
+        ModelConfig(arch="reference", radial_basis="gaussian")
+    with pytest.raises(DefiNetInputError, match=r"^model scalar_update 'layernorm': expected one of painn, reference$"):
+        ModelConfig(scalar_update="layernorm")
 
 
 def test_gaussian_basis_spans_30_angstrom_and_a_fifth_is_active_within_6():
