@@ -7,6 +7,7 @@
 #   ARCH=reference GRAPH=... INIT=none LR=1e-3 ...                          # the paper's architecture, from scratch
 #   INIT=definet_2d_v5 LR=1e-3 BUDGET=90 COPIES=3 ...                      # a warm restart of the default's 2D model
 #   EXTRA="--loss-balance material" ...                                     # more `definet train` arguments, last
+#   SETS=low_density INIT=definet_2d_v5 ...                                 # a specialist on one part of the view
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
@@ -27,6 +28,6 @@ esac
 start="--init $INIT --edge-displacement true"
 [ "$INIT" = none ] && start="--hidden 64 --layers 4 $model ${GRAPH:---radius 5 --max-neighbors 24} --seed 0"
 mkdir -p experiments/alldata; out=experiments/alldata/$NAME.pt
-.venv/bin/definet train --data $V --out $out --resume $start \
+.venv/bin/definet train --data $V${SETS:+/$SETS} --out $out --resume $start \
   --lr ${LR:-5e-4} --schedule cosine --warmup-steps 200 --batch-size 8 --epochs 100 --patience 100 \
   --time-budget ${BUDGET:-60} --compile --device cpu ${EXTRA:-}
