@@ -55,6 +55,11 @@ class Domain:
     """The chemical systems of the training hosts (``host_system``): a host whose system is not among them is one
     the model never saw, even when it knows every element (WSe2 for a model that met W and Se only as dopants
     of other hosts). Empty: no rule, as in checkpoints written before it."""
+    max_defect_fraction: float = 0.0
+    """The largest share of defect sites (substitutions, vacancies, interstitials: ``defect_fraction``) among a
+    training cell's sites: a cell with a larger share is a denser defect configuration than any the model learnt
+    from, and a specialist for dilute defects (``checkpoint.Router.specialists``) serves only cells within it
+    (0: no rule, as in checkpoints written before it)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the checkpoint."""
@@ -65,7 +70,7 @@ class Domain:
         """Inverse of ``to_dict``."""
         return cls(tuple(values["elements"]), tuple(values["markers"]), tuple(values["dimensionalities"]),
                    float(values["max_displacement"]), int(values.get("min_atoms", 0)),
-                   tuple(values.get("host_systems", ())))
+                   tuple(values.get("host_systems", ())), float(values.get("max_defect_fraction", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -103,11 +108,17 @@ def host_system(graph: Data) -> str:
     return "-".join(sorted({Element.from_Z(int(z)).symbol for z in graph.z[host_sites].unique()}))
 
 
+def defect_fraction(graph: Data) -> float:
+    """The share of a graph's sites (its nodes, vacancy nodes included) that are defects: not marked pristine."""
+    return float((graph.marker != Marker.PRISTINE).float().mean())
+
+
 def domain_of(graphs: Iterable[Data]) -> Domain:
     """The domain spanned by training graphs (their targets ``y`` give the displacements)."""
-    elements, markers, kinds, largest, fewest, systems = set(), set(), set(), 0.0, None, set()
+    elements, markers, kinds, largest, fewest, systems, densest = set(), set(), set(), 0.0, None, set(), 0.0
     for graph in graphs:
         systems.add(host_system(graph))
+        densest = max(densest, defect_fraction(graph))
         elements.update(int(z) for z in graph.z.unique())
         markers.update(int(m) for m in graph.marker.unique())
         kinds.add(dimensionality(graph))
@@ -116,7 +127,7 @@ def domain_of(graphs: Iterable[Data]) -> Domain:
         count = int(atoms.sum())
         fewest = count if fewest is None else min(fewest, count)
     return Domain(tuple(sorted(elements)), tuple(sorted(markers)), tuple(sorted(kinds)), largest, fewest or 0,
-                  tuple(sorted(systems)))
+                  tuple(sorted(systems)), densest)
 
 
 def _symbols(numbers: Iterable[int]) -> str:
@@ -141,6 +152,11 @@ def input_reasons(graph: Data, domain: Domain) -> list[str]:
     if domain.host_systems and system not in domain.host_systems:
         reasons.append(f"host {system}: never a training host ({len(domain.host_systems)} host systems known; "
                        "fine-tune on it first: docs/new_host.md)")
+    share = defect_fraction(graph)
+    if domain.max_defect_fraction and share > domain.max_defect_fraction * (1 + 1e-6):
+        defects = int((graph.marker != Marker.PRISTINE).sum())
+        reasons.append(f"{defects} defect sites of {graph.num_nodes} ({share:.1%}): denser than every training cell "
+                       f"({domain.max_defect_fraction:.1%} at most)")
     return reasons
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,12 +102,16 @@ class Router:
     """A routing checkpoint: each host kind (``applicability.dimensionality``: ``2D``, ``bulk``, ...) is predicted
     by its own checkpoint, or an ensemble of several, each named as ``name@sha12`` so the router pins the
     weights; kinds without a route go to ``default``'s, whose domain then refuses them. ``spread_bounds``: per
-    kind, the ensemble spread (A) above which that route's predictions are out of domain."""
+    kind, the ensemble spread (A) above which that route's predictions are out of domain. ``specialists``: per
+    kind, checkpoints tried in order before its route; the first whose applicability domain accepts a
+    structure's input (``applicability.input_reasons``: its hosts, elements, defect kinds, cell sizes and
+    share of defect sites) serves it, e.g. a model fine-tuned on dilute defects of two hosts."""
 
     routes: dict[str, list[str]]
     default: str
     spread_bounds: dict[str, float]
     metadata: dict[str, Any]
+    specialists: dict[str, list[str]] = field(default_factory=dict)
 
 
 def read_payload(spec: str | Path | None = None) -> dict[str, Any]:
@@ -133,7 +137,8 @@ def router_of(payload: dict[str, Any]) -> Router | None:
     if payload["format"] != ROUTER_FORMAT:
         return None
     routes = {kind: [specs] if isinstance(specs, str) else list(specs) for kind, specs in payload["routes"].items()}
-    return Router(routes, payload["default"], dict(payload.get("spread_bounds", {})), payload.get("metadata", {}))
+    return Router(routes, payload["default"], dict(payload.get("spread_bounds", {})), payload.get("metadata", {}),
+                  {kind: list(specs) for kind, specs in payload.get("specialists", {}).items()})
 
 
 def serves_spreads(spec: str | Path | None, companions: Sequence[str | Path] = ()) -> bool:
@@ -153,22 +158,45 @@ def pinned(spec: str | Path) -> str:
 
 
 def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
-                spread_bounds: dict[str, float] | None = None, metadata: dict[str, Any] | None = None) -> None:
+                spread_bounds: dict[str, float] | None = None, metadata: dict[str, Any] | None = None,
+                specialists: dict[str, list[str]] | None = None) -> None:
     """Write a routing checkpoint: ``routes`` maps host kinds to one checkpoint of weights or an ensemble of
     several (each ``pinned``), ``default`` is the kind whose route serves the others, ``spread_bounds`` the
-    ensemble spread above which a kind's predictions are out of domain (``Router``)."""
+    ensemble spread above which a kind's predictions are out of domain, ``specialists`` the checkpoints tried
+    before a kind's route (``Router``). A specialist needs an applicability domain and the graph settings of its
+    kind's route (the graph is built before the model that serves it is chosen)."""
     if default not in routes:
         raise DefiNetInputError(f"--default {default}: not one of the routes ({', '.join(routes)})")
     for kind, bound in (spread_bounds or {}).items():
         if len(routes.get(kind, [])) < 2:
             raise DefiNetInputError(f"--spread-bound {kind}={bound}: needs an ensemble route for {kind} (KIND=A,B)")
-    for spec in (spec for specs in routes.values() for spec in specs):
+    for spec in (spec for specs in [*routes.values(), *(specialists or {}).values()] for spec in specs):
         if read_router(spec) is not None:
             raise DefiNetInputError(f"{spec}: a route must name a checkpoint of weights, not another router")
-    torch.save({"format": ROUTER_FORMAT, "version": 2,
+    for kind, specs in (specialists or {}).items():
+        for spec in specs:
+            check_specialist(kind, spec, routes)
+    torch.save({"format": ROUTER_FORMAT, "version": 3,
                 "routes": {kind: [pinned(spec) for spec in specs] for kind, specs in routes.items()},
-                "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {}},
+                "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {},
+                "specialists": {kind: [pinned(spec) for spec in specs] for kind, specs in (specialists or {}).items()}},
                Path(path))
+
+
+def check_specialist(kind: str, spec: str, routes: dict[str, list[str]]) -> None:
+    """Raise a one-line error unless checkpoint ``spec`` can specialise host kind ``kind`` of ``routes``: a kind
+    with a route, a stored applicability domain, and the same graph settings as that route's first checkpoint."""
+    if kind not in routes:
+        raise DefiNetInputError(f"--specialist {kind}={spec}: no --route for {kind} to fall back on")
+    payload = read_checkpoint(spec)
+    if not payload.get("domain"):
+        raise DefiNetInputError(f"--specialist {kind}={spec}: stores no applicability domain, which decides what it "
+                                "serves (definet checkpoint-domain)")
+    own, route = (ModelConfig.from_dict(p["config"]) for p in (payload, read_checkpoint(routes[kind][0])))
+    if (own.radius, own.max_neighbors) != (route.radius, route.max_neighbors):
+        raise DefiNetInputError(f"--specialist {kind}={spec}: reads {own.radius} A / {own.max_neighbors} neighbours "
+                                f"graphs, its route {routes[kind][0]} {route.radius} A / {route.max_neighbors}; "
+                                "they must read the same")
 
 
 def read_checkpoint(path: str | Path | None = None) -> dict[str, Any]:

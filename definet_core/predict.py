@@ -15,7 +15,7 @@ from pymatgen.core import Element, Structure
 from torch_geometric.data import Batch, Data
 from tqdm import tqdm
 
-from definet_core.applicability import Domain, Verdict, dimensionality, judge
+from definet_core.applicability import Domain, Verdict, dimensionality, input_reasons, judge
 from definet_core.checkpoint import content_hash, model_of, read_payload, resolve_checkpoint, resolve_device, router_of
 from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
@@ -77,7 +77,10 @@ class Predictor:
                        for kind, specs in (router.routes.items() if router else ())}
         """A routing checkpoint's predictor per host kind (``checkpoint.Router``; a route of several checkpoints
         is an ensemble); empty for a checkpoint of weights. Each structure's graph is built at the graph settings
-        of its host kind's route (``graph_settings``) and served by that route."""
+        of its host kind's route (``graph_settings``) and served by that route, or by one of its specialists."""
+        self.specialists = {kind: [Predictor(spec, device, batch_size, compile=compile) for spec in specs]
+                            for kind, specs in (router.specialists.items() if router else ())}
+        """A routing checkpoint's specialists per host kind, tried before its route (``route``)."""
         if router is not None:
             primary = self.routes[router.default]
             self.default_route = router.default
@@ -187,11 +190,16 @@ class Predictor:
                     bar.update()
 
     def route(self, graph: Data) -> Predictor:
-        """The predictor that serves ``graph``: this one, or a router's route for the graph's host kind (the
-        default route for a kind without one, whose domain then refuses it)."""
+        """The predictor that serves ``graph``: this one, or for a router the first specialist of the graph's host
+        kind whose domain accepts its input, else the kind's route (the default route for a kind without one,
+        whose domain then refuses it)."""
         if not self.routes:
             return self
-        return self.routes.get(dimensionality(graph), self.routes[self.default_route])
+        kind = dimensionality(graph)
+        for specialist in self.specialists.get(kind, ()):
+            if not input_reasons(graph, specialist.domain):
+                return specialist
+        return self.routes.get(kind, self.routes[self.default_route])
 
     def judge(self, graph: Data, positions: torch.Tensor, spread: float | None = None) -> Verdict:
         """The applicability verdict on one prediction and its ensemble spread (a router asks the domain and

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from definet_core.applicability import Domain, dimensionality, domain_of, host_system, judge
+from definet_core.applicability import Domain, defect_fraction, dimensionality, domain_of, host_system, judge
 from definet_core.checkpoint import SHIPPED_CHECKPOINT, read_checkpoint, resolve_checkpoint
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph
@@ -50,8 +50,23 @@ def test_domain_of_training_graphs():
     assert domain.max_displacement == pytest.approx(largest)
     assert domain.min_atoms == min(int((g.marker != Marker.VACANCY).sum()) for g in graphs)
     assert Domain.from_dict(domain.to_dict()) == domain
-    old = {k: v for k, v in domain.to_dict().items() if k != "min_atoms"}  # checkpoints written before the rule
-    assert Domain.from_dict(old).min_atoms == 0
+    assert domain.max_defect_fraction == max(defect_fraction(g) for g in graphs) == pytest.approx(2 / 48)
+    old = {k: v for k, v in domain.to_dict().items() if k not in ("min_atoms", "max_defect_fraction")}  # older
+    assert Domain.from_dict(old).min_atoms == 0 and Domain.from_dict(old).max_defect_fraction == 0
+
+
+def test_a_cell_denser_in_defects_than_every_training_cell_is_out_of_domain():
+    graph = mos2_graph()  # one vacancy and one substitution among 48 sites
+    domain = replace(domain_of([graph]), min_atoms=0)  # the dense cell also has fewer atoms: that rule aside
+    cell, host = random_defect_cell(np.random.default_rng(5), size=4, n_vacancies=3, n_substitutions=2)
+    dense = build_graph(defect_nodes(cell, host), 5.0, 24)
+    assert judge(graph, graph.pos, domain).in_domain
+    assert judge(dense, dense.pos, domain).reasons == (
+        "5 defect sites of 48 (10.4%): denser than every training cell (4.2% at most)",)
+    cell, host = random_defect_cell(np.random.default_rng(5), size=8, n_vacancies=3, n_substitutions=2)
+    larger = build_graph(defect_nodes(cell, host), 5.0, 24)  # the same defects in a 4x larger cell: more dilute
+    assert judge(larger, larger.pos, domain).in_domain
+    assert judge(dense, dense.pos, replace(domain, max_defect_fraction=0.0)).in_domain  # checkpoints before the rule
 
 
 def test_a_cell_smaller_than_every_training_cell_is_out_of_domain():

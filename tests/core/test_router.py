@@ -7,7 +7,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from definet_core.checkpoint import read_checkpoint, read_router, save_router
+from definet_core.applicability import Domain
+from definet_core.checkpoint import load_model, read_checkpoint, read_router, save_checkpoint, save_router
 from definet_core.cli import add_core_commands, run_handler
 from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
@@ -119,6 +120,10 @@ def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
     written = read_router(out)
     assert written.default == "2D" and len(written.routes["bulk"]) == 2 and written.spread_bounds == {"bulk": 0.004}
     assert "definet_2d@" in capsys.readouterr().out
+    assert definet(["router", "--route", "2D=definet_2d_v4", "--specialist", "2D=definet_2d_v5", "--default", "2D",
+                    "-o", str(out)]) == 0
+    assert read_router(out).specialists == {"2D": [checkpoint_id("definet_2d_v5")]}
+    assert '"specialists": {"2D": ["definet_2d_v5@' in capsys.readouterr().out
     assert definet(["router", "--route", "2D=definet_2d_v2", "--spread-bound", "2D=wide", "--default", "2D",
                     "-o", str(tmp_path / "y.pt")]) == 2
     assert "--spread-bound 2D=wide: expected KIND=A" in capsys.readouterr().err
@@ -128,3 +133,42 @@ def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
     assert definet(["router", "--route", f"2D={out}", "--default", "2D", "-o", str(tmp_path / "x.pt")]) == 2
     assert "a route must name a checkpoint of weights" in capsys.readouterr().err
     assert torch.load(out, weights_only=False)["format"] == "definet-router"
+
+
+@pytest.fixture(scope="module")
+def dilute_specialist(tmp_path_factory):
+    """definet_2d_seed1 with its domain narrowed to cells of at most 2 % defect sites: a dilute-defect specialist."""
+    model, payload = load_model("definet_2d_seed1")
+    path = tmp_path_factory.mktemp("specialist") / "dilute.pt"
+    domain = Domain.from_dict({**payload["domain"], "max_defect_fraction": 0.02})
+    save_checkpoint(path, model, payload["trained_elements"], domain=domain.to_dict())
+    return path
+
+
+def test_a_specialist_serves_what_its_domain_accepts_and_the_route_the_rest(dilute_specialist, tmp_path):
+    path = tmp_path / "routed.pt"
+    save_router(path, {"2D": ["definet_2d_v2"]}, default="2D", specialists={"2D": [str(dilute_specialist)]})
+    assert read_router(path).specialists == {"2D": [str(dilute_specialist.resolve())]}
+    rng = np.random.default_rng(2)
+    dilute, host = random_defect_cell(rng, size=6, n_vacancies=1, n_substitutions=1, c=20.0)  # 2 of 108 sites
+    dense, _ = random_defect_cell(rng, size=6, n_vacancies=2, n_substitutions=1, c=20.0)  # 3 of 108
+    routed = Predictor(path, device="cpu").predictions([dilute, dense], host)
+    (by_specialist,) = Predictor(dilute_specialist, device="cpu").predictions([dilute], host)
+    (by_route,) = Predictor("definet_2d_v2", device="cpu").predictions([dense], host)
+    assert np.array_equal(routed[0].structure.cart_coords, by_specialist.structure.cart_coords)
+    assert np.array_equal(routed[1].structure.cart_coords, by_route.structure.cart_coords)
+    (not_specialist,) = Predictor("definet_2d_v2", device="cpu").predictions([dilute], host)
+    assert not np.allclose(routed[0].structure.cart_coords, not_specialist.structure.cart_coords)
+    assert routed[0].verdict == by_specialist.verdict and routed[1].verdict == by_route.verdict
+
+
+def test_a_specialist_needs_a_route_a_domain_and_the_routes_graphs(dilute_specialist, tmp_path, tiny_checkpoint):
+    out = tmp_path / "x.pt"
+    with pytest.raises(DefiNetInputError, match=r"--specialist bulk=.*: no --route for bulk to fall back on$"):
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"bulk": [str(dilute_specialist)]})
+    with pytest.raises(DefiNetInputError, match=r"tiny\.pt: stores no applicability domain, which decides"):
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": [str(tiny_checkpoint)]})
+    with pytest.raises(DefiNetInputError, match=r"reads 6\.0 A / 50 neighbours graphs, its route definet_2d_v2 "
+                                                r"5\.0 A / 24; they must read the same$"):
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": ["definet_2d_v4"]})
+    assert not out.exists()
