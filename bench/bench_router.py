@@ -5,10 +5,11 @@
 Two workloads, each timed through the routing default and through the first model of the route that serves
 it, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model: the cost of
 routing) and Si vacancies and substitutions in the default bulk supercell of ``mp-149`` (bulk route, a
-two-model ensemble, against its first member alone: the ensemble's cost), plus a
-mixed list of both through the router. Graph building, the model and the verdicts
-are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and the
-ratio of the router to the route alone; with ``--previous``, also the ratio of the default to that earlier
+two-model ensemble, against its first member alone: the ensemble's cost), plus a mixed list of both through
+the router. A router with a 2D specialist (``definet router --specialist``) adds single-defect 8x8 MoS2
+cells, which its specialist serves (timed against the specialist alone). Graph building, the model and the
+verdicts are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and
+the ratio of the router to the route alone; with ``--previous``, also the ratio of the default to that earlier
 default on the same workloads (what a change of the default costs). ``--checkpoint``: time another router (a
 candidate default, ``definet router``) in the default's place.
 """
@@ -35,6 +36,16 @@ def mos2_cases(n: int) -> list[tuple[Structure, Structure]]:
     found = dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"S": 5, "Mo": 2},
                           substitutions={"Mo": {"W": 4}, "S": {"Se": 2}}, seed=1)
     return [(c.structure, c.pristine) for c in found]
+
+
+def dilute_mos2_cases(n: int) -> list[tuple[Structure, Structure]]:
+    """``n`` single-defect MoS2 8x8 cases (S and Mo vacancies, W on Mo, Se on S), repeated to ``n``."""
+    from workflows.defects.enumeration import single_defects
+    from workflows.hosts import resolve_host
+
+    host_id, host = resolve_host("MoS2-1L")
+    found = single_defects(host_id, host, np.diag([8, 8, 1]), substitutions={"Mo": ["W"], "S": ["Se"]})
+    return [(found[i % len(found)].structure, found[i % len(found)].pristine) for i in range(n)]
 
 
 def silicon_cases(n: int) -> list[tuple[Structure, Structure]]:
@@ -73,9 +84,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     router = Predictor(args.checkpoint, device="cpu")
-    routes = read_router(args.checkpoint).routes  # each route's first model, pinned as the router names it
-    workloads = {"MoS2 8x8 (2D route)": (routes["2D"][0], mos2_cases(args.n)),
-                 "Si mp-149 (bulk route)": (routes["bulk"][0], silicon_cases(args.n))}
+    routing = read_router(args.checkpoint)  # each route's first model, pinned as the router names it
+    workloads = {"MoS2 8x8 (2D route)": (routing.routes["2D"][0], mos2_cases(args.n)),
+                 "Si mp-149 (bulk route)": (routing.routes["bulk"][0], silicon_cases(args.n))}
+    if routing.specialists.get("2D"):
+        workloads["MoS2 8x8 single defects"] = (routing.specialists["2D"][0], dilute_mos2_cases(args.n))
     print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
     for name, (route, cases) in workloads.items():
         alone, routed = rate(Predictor(route, device="cpu"), cases, args.repeats), rate(router, cases, args.repeats)
