@@ -5,9 +5,9 @@
 #   INIT=none BUDGET=95 COPIES=5 LR=2e-3 bash training/alldata_cpu.sh NAME  # from scratch, v2's size and graph
 #   GRAPH="--radius 6 --max-neighbors 50" INIT=none ...                    # from scratch on the 6 A / 50 graph
 #   ARCH=reference GRAPH=... INIT=none LR=1e-3 ...                          # the paper's architecture, from scratch
-#   INIT=definet_2d_v5 LR=1e-3 BUDGET=90 COPIES=3 ...                      # a warm restart of the default's 2D model
+#   INIT=definet_2d_v6 LR=1e-3 BUDGET=90 COPIES=3 ...                      # a warm restart of the default's 2D model
 #   EXTRA="--loss-balance material" ...                                     # more `definet train` arguments, last
-#   SETS=low_density INIT=definet_2d_v5 ...                                 # a specialist on one part of the view
+#   SETS=low_density INIT=definet_2d_dilute_v1 ...                          # a specialist on one part of the view
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES

@@ -14,21 +14,28 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v5"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v6"]
+    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v1"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
-    for spec in router.routes["2D"] + router.routes["bulk"]:
+    for spec in router.routes["2D"] + router.specialists["2D"] + router.routes["bulk"]:
         assert resolve_checkpoint(spec).stat().st_size < 25 * 2**20
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    two_d = read_checkpoint("definet_2d_v5")
+    two_d = read_checkpoint("definet_2d_v6")
     assert {42, 16, 74, 34, 5, 7} <= set(two_d["trained_elements"])  # Mo S W Se B N
     assert two_d["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert two_d["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
     assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
-    assert two_d["metadata"]["train_structures"] == 23266  # every 2D pair, high density five times an epoch
-    assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")  # the previous defaults stay
+    assert two_d["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
+    assert two_d["metadata"]["train_structures"] == 18466  # every 2D pair, high density three times an epoch
+    dilute = read_checkpoint("definet_2d_dilute_v1")
+    assert dilute["domain"]["host_systems"] == ["Mo-S", "Se-W"] and dilute["domain"]["min_atoms"] == 0
+    assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
+    assert dilute["config"] == two_d["config"]  # the same network and graphs as the route
+    assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")  # the previous defaults stay
+    assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
     assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")
     bulk = read_checkpoint("definet_bulk_v1")
     assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
@@ -46,14 +53,16 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
     assert report["hosts"] >= 20 and report["mean_host_ratio"] < 0.85
 
 
-@pytest.mark.parametrize(("material", "max_ratio"), [("high_density/MoS2", 0.6), ("high_density/WSe2", 0.6),
-                                                     ("low_density/WSe2", 0.3)])
-def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(material, max_ratio):
+@pytest.mark.parametrize(("material", "max_ratio", "served_by"), [
+    ("high_density/MoS2", 0.6, "definet_2d_v6"), ("high_density/WSe2", 0.6, "definet_2d_v6"),
+    ("low_density/WSe2", 0.3, "definet_2d_dilute_v1"), ("low_density/MoS2", 0.3, "definet_2d_dilute_v1")])
+def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(device="cpu")
     host = read_structure(data.unit_cell_path)
     graphs = [load_pair(data, i, host, predictor.config.radius, predictor.config.max_neighbors)
               for i in data.split_ids("val")[:20]]
+    assert {predictor.route(g).checkpoint.split("@")[0] for g in graphs} == {served_by}  # dilute: the specialist
     rows = [structure_errors(g, p) for g, p in zip(graphs, predictor.predict_graphs(graphs), strict=True)]
     mae, dummy = np.mean([r["mae"] for r in rows]), np.mean([r["dummy_mae"] for r in rows])
     assert mae < max_ratio * dummy
