@@ -154,9 +154,8 @@ def input_reasons(graph: Data, domain: Domain) -> list[str]:
                        "fine-tune on it first: docs/new_host.md)")
     share = defect_fraction(graph)
     if domain.max_defect_fraction and share > domain.max_defect_fraction * (1 + 1e-6):
-        defects = int((graph.marker != Marker.PRISTINE).sum())
-        reasons.append(f"{defects} defect sites of {graph.num_nodes} ({share:.1%}): denser than every training cell "
-                       f"({domain.max_defect_fraction:.1%} at most)")
+        reasons.append(f"{round(share * graph.num_nodes)} defect sites of {graph.num_nodes} ({share:.1%}): denser than "
+                       f"every training cell ({domain.max_defect_fraction:.1%} at most)")
     return reasons
 
 
