@@ -25,7 +25,10 @@ BATCH=${BATCH:-16}
 LR=${LR:-5e-4}
 SEED=${SEED:-0}
 COMPILE_ARG=(); [ "${COMPILE:-0}" = 1 ] && COMPILE_ARG=(--compile)
-if [ -n "${INIT:-}" ]; then MODEL=(--init "$INIT"); else MODEL=(--radius 6 --max-neighbors 50 --num-rbf 64 --layers 4 --hidden-candidates $HIDDEN --min-epochs 30); fi
+# the default model: ours + the per-edge radial term + the reference's 128 Gaussians at 6 A / 50 neighbours (the
+# best row of docs/reference_architecture.md at equal compute), the best epoch by the mean val ratio
+if [ -n "${INIT:-}" ]; then MODEL=(--init "$INIT"); else MODEL=(--radius 6 --max-neighbors 50 --radial-basis gaussian
+  --num-rbf 128 --edge-displacement true --layers 4 --hidden-candidates $HIDDEN --min-epochs 30); fi
 source "$(dirname "$0")/gpu_setup.sh"
 mkdir -p "$WORK/run"
 
@@ -37,7 +40,7 @@ budget=$("$PY" -c "print(round(max(0.3, $TOTAL_MIN - ($(date +%s) - $start) / 60
 echo "training budget: $budget min"
 "$PY" -m definet_core train --data "$DATA" --out "$CKPT" --device "$DEVICE" "${MODEL[@]}" \
   --batch-size "$BATCH" --lr "$LR" --min-lr 1e-6 --schedule cosine --warmup-steps 200 --weight-decay 0 --amsgrad \
-  --loss-balance material --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint \
+  --loss-balance material --select-on ratio --time-budget "$budget" --epochs 1000 --patience 1000 --half-checkpoint \
   --seed "$SEED" "${COMPILE_ARG[@]}" ${EXTRA:-}
 kill "$copier" 2>/dev/null
 cp "$CKPT" "$WORK/run/definet_2d_gpu.log.jsonl" "$OUT/"
