@@ -5,6 +5,7 @@ import pytest
 
 from definet_core.checkpoint import read_checkpoint, read_router, resolve_checkpoint
 from definet_core.dataset import MaterialSet, load_pair
+from definet_core.host_report import host_table, pair_rows, summary
 from definet_core.io import read_structure
 from definet_core.metrics import structure_errors
 from definet_core.predict import Predictor
@@ -43,8 +44,6 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
 
 
 def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
-    from bench.bulk_report import host_table, pair_rows, summary
-
     data = shared_data_or_skip().parent / "bulk_public"
     if not data.is_dir():
         pytest.skip("../shared/data/bulk_public is absent")
