@@ -79,6 +79,12 @@ class Verdict:
 
     in_domain: bool
     reasons: tuple[str, ...] = ()
+    spread_exceeded: bool = False
+
+    @property
+    def in_domain_before_spread(self) -> bool:
+        """The verdict without the ensemble-spread bound: only the spread (if anything) argues against it."""
+        return len(self.reasons) == int(self.spread_exceeded)
 
 
 def largest_gap(frac_coords: np.ndarray, cell: np.ndarray, axis: int) -> tuple[float, float, float]:
@@ -198,6 +204,6 @@ def judge(graph: Data, predicted: torch.Tensor, domain: Domain | None, spread: f
     if domain is None:
         return Verdict(False, ("the checkpoint stores no applicability domain (retrain or fine-tune it with "
                                "this version of definet)",))
-    reasons = (input_reasons(graph, domain) + geometry_reasons(graph, predicted, domain)
-               + spread_reasons(spread, spread_bound))
-    return Verdict(not reasons, tuple(reasons))
+    disagreement = spread_reasons(spread, spread_bound)
+    reasons = input_reasons(graph, domain) + geometry_reasons(graph, predicted, domain) + disagreement
+    return Verdict(not reasons, tuple(reasons), bool(disagreement))

@@ -35,7 +35,7 @@ def pair_rows(data: Path, predictor: Predictor, chgnet: dict[tuple[str, str, str
                          "natoms": int((graph.site_index >= 0).sum()), "dummy_mae": dummy, "mae": errors["mae"],
                          "ratio": mae_ratio(errors["mae"], dummy),
                          "in_domain": verdict.in_domain, "reasons": list(verdict.reasons),
-                         "in_domain_before_spread": predictor.judge(graph, position).in_domain, "spread": spread,
+                         "in_domain_before_spread": verdict.in_domain_before_spread, "spread": spread,
                          "chgnet_mae": measured.get("chgnet_mae"),
                          "chgnet_ratio": mae_ratio(measured["chgnet_mae"], dummy) if measured else None})
     return rows

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +48,15 @@ class Prediction:
     """Mean |dx|,|dy|,|dz| (A) between the ensemble members' predictions over real atoms, averaged over the pairs
     of members, when companion checkpoints were given (the prediction is then the members' mean): an estimate
     of the prediction's error (``bench/ensemble_uncertainty.py``); None without a companion."""
+
+
+class Served(NamedTuple):
+    """One batch as a predictor serves it: positions of every node, ensemble spreads (None without companions)
+    and, per graph, the predictor whose domain and spread bound judge it (a router's route, else itself)."""
+
+    positions: list[torch.Tensor]
+    spreads: list[float | None]
+    routes: list[Predictor]
 
 
 class Predictor:
@@ -208,29 +218,32 @@ class Predictor:
         return judge(graph, positions, route.domain, spread, route.spread_bound)
 
     @torch.no_grad()
-    def _served(self, graphs: Sequence[Data]) -> tuple[list[torch.Tensor], list[float | None]]:
+    def _served(self, graphs: Sequence[Data]) -> Served:
         """The prediction of one batch as this predictor serves it, and each graph's ensemble spread: a router's
         routes each predict their graphs; with companions, the mean of all the models (an ensemble: two small
         models give 3 % lower mean val MAE than either alone, three models 5 %) and their disagreement."""
-        own, spreads = self._routed(graphs) if self.routes else (self._positions(graphs), [None] * len(graphs))
+        own = self._routed(graphs) if self.routes else Served(self._positions(graphs), [None] * len(graphs),
+                                                              [self] * len(graphs))
         if not self.companions:
-            return own, spreads
+            return own
         rebuilt: dict[tuple[int, float, int], Data] = {}
-        members = [own, *(c._served(self._graphs_for(c, graphs, rebuilt))[0] for c in self.companions)]
+        members = [own.positions,
+                   *(c._served(self._graphs_for(c, graphs, rebuilt)).positions for c in self.companions)]
         per_graph = [ensemble_mean_and_spread(list(each), atom_mask(g.marker))
                      for g, *each in zip(graphs, *members, strict=True)]
-        return [mean for mean, _ in per_graph], [spread for _, spread in per_graph]
+        return Served([mean for mean, _ in per_graph], [spread for _, spread in per_graph], own.routes)
 
-    def _routed(self, graphs: Sequence[Data]) -> tuple[list[torch.Tensor], list[float | None]]:
+    def _routed(self, graphs: Sequence[Data]) -> Served:
         """A router's prediction of one batch: each route serves its graphs (``_served``), stitched in order."""
-        served = [self.route(g) for g in graphs]
+        chosen = [self.route(g) for g in graphs]
         positions: list[torch.Tensor | None] = [None] * len(graphs)
         spreads: list[float | None] = [None] * len(graphs)
-        for route in {id(r): r for r in served}.values():
-            mine = [i for i, r in enumerate(served) if r is route]
-            for i, p, spread in zip(mine, *route._served([graphs[i] for i in mine]), strict=True):
-                positions[i], spreads[i] = p, spread
-        return positions, spreads
+        served: list[Predictor | None] = [None] * len(graphs)
+        for route in {id(r): r for r in chosen}.values():
+            mine = [i for i, r in enumerate(chosen) if r is route]
+            for i, *each in zip(mine, *route._served([graphs[i] for i in mine]), strict=True):
+                positions[i], spreads[i], served[i] = each
+        return Served(positions, spreads, served)
 
     @torch.no_grad()
     def _positions(self, graphs: Sequence[Data]) -> list[torch.Tensor]:
@@ -246,9 +259,9 @@ class Predictor:
 
     def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
         """Predictions of one batch (``_served``): structures written back, the verdict and the spread."""
-        positions, spreads = self._served(graphs)
-        return [Prediction(to_structure(s, g, p), g, self.judge(g, p, spread), spread)
-                for s, g, p, spread in zip(structures, graphs, positions, spreads, strict=True)]
+        served = self._served(graphs)
+        return [Prediction(to_structure(s, g, p), g, judge(g, p, route.domain, spread, route.spread_bound), spread)
+                for s, g, p, spread, route in zip(structures, graphs, *served, strict=True)]
 
     def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],
                     rebuilt: dict[tuple[int, float, int], Data]) -> list[Data]:
@@ -281,9 +294,9 @@ class Predictor:
         positions: list[torch.Tensor] = []
         spreads: list[float | None] = []
         for part in self._batches(len(graphs), progress):
-            served, spread = self._served(graphs[part])
-            positions += served
-            spreads += spread
+            served = self._served(graphs[part])
+            positions += served.positions
+            spreads += served.spreads
         return positions, spreads
 
     def predictions(self, structures: Sequence[Structure], host: Structure | Sequence[Structure] | None = None,

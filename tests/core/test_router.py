@@ -94,6 +94,7 @@ def test_an_ensemble_route_serves_its_mean_and_refuses_what_its_members_disagree
     assert np.allclose(routed.structure.cart_coords, pair.structure.cart_coords) and routed.spread == pair.spread
     assert pair.verdict.in_domain and pair.spread > 1e-4
     assert not routed.verdict.in_domain and routed.verdict.reasons[0].startswith("ensemble spread")
+    assert routed.verdict.in_domain_before_spread and not pair.verdict.spread_exceeded
     with pytest.raises(DefiNetInputError, match=r"--spread-bound bulk=0\.1: needs an ensemble route for bulk"):
         save_router(path, {"2D": ["definet_2d_v2"], "bulk": ["definet_2d"]}, "2D", spread_bounds={"bulk": 0.1})
 
