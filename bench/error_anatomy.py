@@ -10,6 +10,8 @@ Per material (mean |dx|,|dy|,|dz| over real atoms, as ``definet evaluate``):
 - ``err_xy`` / ``err_z``: the model's error in-plane and out-of-plane (``dummy_z``: the DFT out-of-plane motion);
 - ``near`` / ``far``: error and DFT displacement of atoms within / beyond ``LOCAL_RADIUS`` of a defect,
   and ``near_share``, the near atoms' share of the summed error;
+- ``shells``: per shell of distance from the nearest defect (``SHELLS``, A; the last open-ended), its share
+  of the atoms, the model's error over the DFT displacement there, and its share of the summed error;
 - ``ratio_q``: quantiles (0, 25, 50, 75, 100 %) of the per-structure ratio to the unrelaxed error, and
   ``ratio_vs_defects``: its correlation with the number of defects.
 """
@@ -25,10 +27,22 @@ from definet_core.markers import Marker, atom_mask
 from definet_core.metrics import near_defect_mask
 from definet_core.predict import Predictor
 
+SHELLS = (3.0, 5.0, 7.0, 9.0)
+"""Outer radii (A) of the distance shells around the defects; atoms beyond the last form a shell of their own."""
 
-def anatomy(graphs: list, predicted: list) -> dict[str, float | list[float]]:
+
+def shell_index(graph, atoms: np.ndarray, radii: tuple[float, ...]) -> np.ndarray:
+    """For each real atom of ``graph``, the first shell (``radii``) within which a defect node lies, else
+    ``len(radii)``."""
+    index = np.full(len(atoms), len(radii))
+    for k, radius in reversed(list(enumerate(radii))):
+        index[near_defect_mask(graph, radius)] = k
+    return index[atoms]
+
+
+def anatomy(graphs: list, predicted: list, radii: tuple[float, ...] = SHELLS) -> dict[str, float | list]:
     """The figures of one material (see the module docstring)."""
-    rows, near_err, far_err, near_dft, far_dft, defects = [], [], [], [], [], []
+    rows, near_err, far_err, near_dft, far_dft, defects, shells = [], [], [], [], [], [], []
     for graph, positions in zip(graphs, predicted, strict=True):
         atoms = atom_mask(graph.marker).numpy()
         near = near_defect_mask(graph)[atoms]
@@ -44,14 +58,21 @@ def anatomy(graphs: list, predicted: list) -> dict[str, float | list[float]]:
         near_dft.append(per_atom_dft[near])
         far_dft.append(per_atom_dft[~near])
         defects.append(int((graph.marker != Marker.PRISTINE).sum()))
+        shells.append(np.stack([shell_index(graph, atoms, radii), per_atom_error, per_atom_dft]))
     columns = np.array(rows).T
     near_err, far_err = np.concatenate(near_err), np.concatenate(far_err)
+    shell, shell_err, shell_dft = np.concatenate(shells, axis=1)
     return {"drift": float(columns[0].mean()), "err_xy": float(columns[1].mean()), "err_z": float(columns[2].mean()),
             "dummy_z": float(columns[3].mean()),
             "near_err": float(near_err.mean()), "near_dft": float(np.concatenate(near_dft).mean()),
             "far_err": float(far_err.mean()) if far_err.size else 0.0,
             "far_dft": float(np.concatenate(far_dft).mean()) if far_err.size else 0.0,
             "near_share": float(near_err.sum() / (near_err.sum() + far_err.sum())),
+            "shells": [{"from": lo, "to": hi, "atoms": float((shell == k).mean()),
+                        "ratio": float(shell_err[shell == k].sum() / shell_dft[shell == k].sum()),
+                        "error_share": float(shell_err[shell == k].sum() / shell_err.sum())}
+                       for k, (lo, hi) in enumerate(zip((0.0, *radii), (*radii, None), strict=True))
+                       if (shell == k).any()],
             "ratio_q": np.quantile(columns[4], [0, 0.25, 0.5, 0.75, 1]).round(3).tolist(),
             "ratio_vs_defects": float(np.corrcoef(defects, columns[4])[0, 1]) if len(set(defects)) > 1 else 0.0}
 
@@ -74,6 +95,11 @@ def main() -> None:
         print(f"{key:<22}{r['drift']:>7.4f}{r['err_xy']:>8.4f}{r['err_z']:>7.4f}{r['dummy_z']:>8.4f}"
               f"{r['near_err']:>9.4f}/{r['near_dft']:<6.4f}{r['far_err']:>9.4f}/{r['far_dft']:<6.4f}"
               f"{r['near_share']:>11.2f}  {r['ratio_q']!s:<32}{r['ratio_vs_defects']:>10.2f}")
+    print("\nby distance from the nearest defect: share of the atoms / error over DFT motion / share of the error")
+    for key, r in report.items():
+        cells = [f"{s['from']:g}-{'' if s['to'] is None else format(s['to'], 'g'):<2} A "
+                 f"{s['atoms']:.2f}/{s['ratio']:.3f}/{s['error_share']:.2f}" for s in r["shells"]]
+        print(f"{key:<22}" + "  ".join(cells))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"checkpoint": predictor.checkpoint, "split": args.split, "sets": report}, handle, indent=2)
