@@ -16,7 +16,7 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
     assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v6"]
-    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v2"]
+    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v3"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + router.specialists["2D"] + router.routes["bulk"]:
@@ -31,10 +31,11 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
     assert two_d["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
     assert two_d["metadata"]["train_structures"] == 18466  # every 2D pair, high density three times an epoch
-    dilute = read_checkpoint("definet_2d_dilute_v2")
+    dilute = read_checkpoint("definet_2d_dilute_v3")
     assert dilute["domain"]["host_systems"] == ["Mo-S", "Se-W"] and dilute["domain"]["min_atoms"] == 0
     assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
     assert dilute["config"] == two_d["config"]  # the same network and graphs as the route
+    assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
     assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
     assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
     assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
@@ -55,7 +56,7 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 @pytest.mark.parametrize(("material", "max_ratio", "served_by"), [
     ("high_density/MoS2", 0.6, "definet_2d_v6"), ("high_density/WSe2", 0.6, "definet_2d_v6"),
-    ("low_density/WSe2", 0.3, "definet_2d_dilute_v2"), ("low_density/MoS2", 0.3, "definet_2d_dilute_v2")])
+    ("low_density/WSe2", 0.3, "definet_2d_dilute_v3"), ("low_density/MoS2", 0.3, "definet_2d_dilute_v3")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(device="cpu")
