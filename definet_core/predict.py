@@ -214,8 +214,11 @@ class Predictor:
     def judge(self, graph: Data, positions: torch.Tensor, spread: float | None = None) -> Verdict:
         """The applicability verdict on one prediction and its ensemble spread (a router asks the domain and
         the spread bound of the route that served it)."""
-        route = self.route(graph)
-        return judge(graph, positions, route.domain, spread, route.spread_bound)
+        return self.route(graph).verdict(graph, positions, spread)
+
+    def verdict(self, graph: Data, positions: torch.Tensor, spread: float | None = None) -> Verdict:
+        """The verdict of this predictor's own domain and spread bound (``judge`` first finds the route)."""
+        return judge(graph, positions, self.domain, spread, self.spread_bound)
 
     @torch.no_grad()
     def _served(self, graphs: Sequence[Data]) -> Served:
@@ -260,7 +263,7 @@ class Predictor:
     def _judged(self, structures: Sequence[Structure], graphs: Sequence[Data]) -> list[Prediction]:
         """Predictions of one batch (``_served``): structures written back, the verdict and the spread."""
         served = self._served(graphs)
-        return [Prediction(to_structure(s, g, p), g, judge(g, p, route.domain, spread, route.spread_bound), spread)
+        return [Prediction(to_structure(s, g, p), g, route.verdict(g, p, spread), spread)
                 for s, g, p, spread, route in zip(structures, graphs, *served, strict=True)]
 
     def _graphs_for(self, companion: Predictor, graphs: Sequence[Data],
