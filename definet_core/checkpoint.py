@@ -14,6 +14,7 @@ import torch
 from definet_core.architectures import Model, build_model
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
+from definet_core.io import save_atomically
 
 FORMAT = "definet-checkpoint"
 ROUTER_FORMAT = "definet-router"
@@ -94,9 +95,7 @@ def save_checkpoint(path: str | Path, model: Model, trained_elements: list[int],
         "domain": domain,
         "metadata": metadata or {},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    save_atomically(payload, path)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from definet_core.applicability import dimensionality
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import build_graph, graph_from_arrays, graph_to_arrays, node_graph
-from definet_core.io import read_structure
+from definet_core.io import read_structure, save_atomically
 from definet_core.markers import DefectNodes, atom_mask, defect_nodes, infer_supercell_matrix
 from definet_core.metrics import site_displacements
 
@@ -158,9 +158,7 @@ def load_split(material: MaterialSet, split: str, radius: float, max_neighbors: 
         graphs = [graph_from_arrays(values) for values in tqdm(pool.map(_load_pair_job, jobs, chunksize=16),
                                                           total=len(jobs), desc=desc, disable=not progress)]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    torch.save(graphs, tmp)
-    tmp.replace(cache_file)
+    save_atomically(graphs, cache_file)
     return graphs
 
 

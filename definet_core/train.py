@@ -32,6 +32,7 @@ from definet_core.checkpoint import float32_state, read_checkpoint, resolve_devi
 from definet_core.config import ModelConfig
 from definet_core.elements import add_element_features
 from definet_core.errors import DefiNetInputError, TrainingDivergedError
+from definet_core.io import save_atomically
 from definet_core.markers import atom_mask
 from definet_core.model import CompiledForward, add_edge_displacement
 
@@ -313,15 +314,13 @@ class TrainingRun:
 
     def save(self, path: Path, model_config: ModelConfig) -> None:
         """Write the resumable state atomically (``epoch`` is the last started one if ``batches_done``)."""
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+        save_atomically({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "scheduler": self.plateau.state_dict(),
                     "epoch": self.epoch if self.batches_done else self.epoch - 1, "batches_done": self.batches_done,
                     "step": self.step, "elapsed": self.elapsed, "best": self.best, "stale": self.stale,
                     "best_epoch": self.best_epoch, "model_config": model_config.to_dict(),
                     "train_config": asdict(self.config), "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate()}, tmp)
-        tmp.replace(path)
+                    "python_rng": random.getstate()}, path)
 
     def step_on(self, batch: Data, precision: str) -> torch.Tensor:
         """One optimiser step on ``batch``: forward (autocast), loss, backward, clipping, AdamW, EMA.
