@@ -24,20 +24,17 @@ import json
 import numpy as np
 
 from definet_core.markers import Marker, atom_mask
-from definet_core.metrics import near_defect_mask
+from definet_core.metrics import LOCAL_RADIUS, defect_distances
 from definet_core.predict import Predictor
 
 SHELLS = (3.0, 5.0, 7.0, 9.0)
 """Outer radii (A) of the distance shells around the defects; atoms beyond the last form a shell of their own."""
 
 
-def shell_index(graph, atoms: np.ndarray, radii: tuple[float, ...]) -> np.ndarray:
-    """For each real atom of ``graph``, the first shell (``radii``) within which a defect node lies, else
+def shell_index(distance: np.ndarray, radii: tuple[float, ...]) -> np.ndarray:
+    """For each distance from the nearest defect, the first shell (``radii``, ascending) that holds it, else
     ``len(radii)``."""
-    index = np.full(len(atoms), len(radii))
-    for k, radius in reversed(list(enumerate(radii))):
-        index[near_defect_mask(graph, radius)] = k
-    return index[atoms]
+    return np.searchsorted(np.asarray(radii), distance, side="left")
 
 
 def anatomy(graphs: list, predicted: list, radii: tuple[float, ...] = SHELLS) -> dict[str, float | list]:
@@ -45,7 +42,8 @@ def anatomy(graphs: list, predicted: list, radii: tuple[float, ...] = SHELLS) ->
     rows, near_err, far_err, near_dft, far_dft, defects, shells = [], [], [], [], [], [], []
     for graph, positions in zip(graphs, predicted, strict=True):
         atoms = atom_mask(graph.marker).numpy()
-        near = near_defect_mask(graph)[atoms]
+        distance = defect_distances(graph, max(radii[-1], LOCAL_RADIUS))[atoms]
+        near = distance <= LOCAL_RADIUS
         start = graph.pos.double().numpy()[atoms]
         target = graph.y.double().numpy()[atoms]
         error = positions.double().numpy()[atoms] - target
@@ -58,7 +56,7 @@ def anatomy(graphs: list, predicted: list, radii: tuple[float, ...] = SHELLS) ->
         near_dft.append(per_atom_dft[near])
         far_dft.append(per_atom_dft[~near])
         defects.append(int((graph.marker != Marker.PRISTINE).sum()))
-        shells.append(np.stack([shell_index(graph, atoms, radii), per_atom_error, per_atom_dft]))
+        shells.append(np.stack([shell_index(distance, radii), per_atom_error, per_atom_dft]))
     columns = np.array(rows).T
     near_err, far_err = np.concatenate(near_err), np.concatenate(far_err)
     shell, shell_err, shell_dft = np.concatenate(shells, axis=1)

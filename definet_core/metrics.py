@@ -14,20 +14,26 @@ LOCAL_RADIUS = 3.0
 """Atoms within this distance (A) of a defect node count as local to the defect."""
 
 
-def near_defect_mask(data: Data, radius: float = LOCAL_RADIUS) -> np.ndarray:
-    """True for real atoms within ``radius`` of any defect node (substitution, vacancy, interstitial)."""
+def defect_distances(data: Data, cutoff: float) -> np.ndarray:
+    """For each node, the periodic distance (A) to the nearest defect node (substitution, vacancy, interstitial;
+    0 for a defect node itself), ``inf`` beyond ``cutoff`` or where the cell holds no defect. One neighbour search."""
     marker = data.marker.numpy()
     pos = data.pos.double().numpy()
     defects = np.flatnonzero(marker != Marker.PRISTINE)
-    mask = np.zeros(len(marker), dtype=bool)
+    distance = np.full(len(marker), np.inf)
     if len(defects):
         lattice = Lattice(data.cell[0].double().numpy())
-        _, points, _, _ = find_points_in_spheres(
-            pos, np.ascontiguousarray(pos[defects]), float(radius), np.array([1, 1, 1], dtype=np.int64),
+        _, points, _, distances = find_points_in_spheres(
+            pos, np.ascontiguousarray(pos[defects]), float(cutoff), np.array([1, 1, 1], dtype=np.int64),
             np.ascontiguousarray(lattice.matrix), tol=1e-8,
         )
-        mask[points] = True
-    return mask & atom_mask(marker)
+        np.minimum.at(distance, points, distances)
+    return distance
+
+
+def near_defect_mask(data: Data, radius: float = LOCAL_RADIUS) -> np.ndarray:
+    """True for real atoms within ``radius`` of any defect node (substitution, vacancy, interstitial)."""
+    return (defect_distances(data, radius) <= radius) & atom_mask(data.marker.numpy())
 
 
 def structure_errors(data: Data, predicted: torch.Tensor) -> dict[str, float]:
