@@ -227,6 +227,13 @@ COMPILE_TOLERANCE_A = 1e-4
 fp32 reordering stays near 1e-5."""
 
 
+def _graphs_compiled() -> int:
+    """How many graphs dynamo has compiled in this process (any model): a call that raises it compiled anew."""
+    from torch._dynamo.utils import counters  # imported by torch.compile already; not at module import
+
+    return counters["stats"]["unique_graphs"]
+
+
 class CompiledForward:
     """A DefiNet's forward pass compiled by ``torch.compile`` (dynamic shapes: any number of nodes and edges).
 
@@ -235,8 +242,10 @@ class CompiledForward:
     with gradients on (training) and the first without (inference) are also run eagerly: inductor compiles the
     two modes apart, and torch 2.13 compiled the reference architecture's training forward to a different
     function (up to 0.12 A off eager, so a compiled run trained a network that eager evaluation did not see)
-    until its virtual-node broadcast was kept out of the graph (``reference_model.VirtualNodeIn``).
-    If the compiled result is more than ``COMPILE_TOLERANCE_A`` off, or the first call cannot compile (no C++
+    until its virtual-node broadcast was kept out of the graph (``reference_model.VirtualNodeIn``). Any later
+    batch for which dynamo compiles a new graph (a guard failed: a size it had specialised on, a dtype) is
+    checked the same way, so no compiled graph runs unchecked; ``checked_batches`` counts the checks.
+    If the compiled result is more than ``COMPILE_TOLERANCE_A`` off, or a call cannot compile (no C++
     compiler, an unsupported backend), it warns and runs eagerly from then on.
     """
 
@@ -245,24 +254,27 @@ class CompiledForward:
         self.compiled: Callable[[Batch], torch.Tensor] | None = torch.compile(model, dynamic=True,
                                                                                options=COMPILE_OPTIONS)
         self.verified_modes: set[bool] = set()
+        self.checked_batches = 0
 
     def __call__(self, batch: Batch) -> torch.Tensor:
         """Predicted positions, as ``DefiNet.forward``."""
         if self.compiled is None:
             return self.model(batch)
         mode = torch.is_grad_enabled()
-        if mode in self.verified_modes:
-            return self.compiled(batch)
+        graphs_before = _graphs_compiled()
         try:
             result = self.compiled(batch)
         except Exception as exc:  # any compiler failure: the eager model computes the same function
             return self._eager_from_now(batch, f"torch.compile failed ({type(exc).__name__}: "
                                                f"{str(exc).splitlines()[0][:200]})")
+        if mode in self.verified_modes and _graphs_compiled() == graphs_before:
+            return result
+        self.checked_batches += 1
         with torch.no_grad():
             off = float((result.detach() - self.model(batch)).abs().max())
         if not off <= COMPILE_TOLERANCE_A:  # a NaN is off too
             return self._eager_from_now(batch, f"torch.compile computed a different function ({off:.2e} A off "
-                                               f"eager on the first batch{' with gradients' if mode else ''})")
+                                               f"eager on a newly compiled batch{' with gradients' if mode else ''})")
         self.verified_modes.add(mode)
         return result
 

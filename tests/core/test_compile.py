@@ -55,7 +55,7 @@ def _miscompiler(model, **kwargs):
 
 @pytest.mark.parametrize(("fake_compile", "warning"), [
     (_no_compiler, "torch.compile failed .RuntimeError: no C.. compiler.; running the model eagerly"),
-    (_miscompiler, "torch.compile computed a different function .1.00e-02 A off eager on the first batch.; running"),
+    (_miscompiler, "computed a different function .1.00e-02 A off eager on a newly compiled batch.; running"),
 ])
 def test_a_model_that_does_not_compile_right_runs_eagerly(monkeypatch, tiny_checkpoint, fake_compile, warning):
     monkeypatch.setattr(model_module.torch, "compile", fake_compile)
@@ -66,6 +66,23 @@ def test_a_model_that_does_not_compile_right_runs_eagerly(monkeypatch, tiny_chec
         (prediction,) = fallback.predictions([cell], host)
     assert fallback.forward.compiled is None
     assert np.allclose(prediction.structure.cart_coords, eager.structure.cart_coords)
+
+
+def test_every_newly_compiled_graph_is_checked_against_eager(tiny_checkpoint):
+    rng = np.random.default_rng(2)
+    pairs = [random_defect_cell(rng, size=3, n_vacancies=1, c=20.0) for _ in range(3)]
+    torch._dynamo.reset()  # graphs compiled by earlier tests for the same shapes would be reused
+    predictor = Predictor(tiny_checkpoint, device="cpu", compile=True)
+    batches = [Batch.from_data_list([predictor.graph(c, h) for c, h in pairs[:n]]) for n in (2, 2, 1)]
+    forward = predictor.forward
+    with torch.no_grad():
+        forward(batches[0])
+        assert forward.checked_batches == 1
+        forward(batches[1])  # same sizes: the compiled graph is reused, unchecked
+        assert forward.checked_batches == 1
+        forward(batches[2])  # one structure: dynamo specialises on a batch of one and compiles anew
+        assert forward.checked_batches == 2
+    assert forward.compiled is not None
 
 
 def test_compile_policy():
