@@ -36,6 +36,13 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
     assert dilute["config"] == two_d["config"]  # the same network and graphs as the route
     assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
+    accurate = read_router("definet_v9")  # opt-in: more accurate, slower than the issue's bound allows a default
+    assert [spec.split("@")[0] for spec in accurate.routes["2D"]] == ["definet_2d_v7"]
+    assert [spec.split("@")[0] for spec in accurate.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
+    gaussian, hbn = read_checkpoint("definet_2d_v7"), read_checkpoint("definet_2d_v6_hbn")
+    assert gaussian["config"]["radial_basis"] == "gaussian" and gaussian["config"]["num_rbf"] == 128
+    assert gaussian["domain"] == two_d["domain"] and gaussian["metadata"]["train_structures"] == 18466
+    assert hbn["domain"]["host_systems"] == ["B-N"] and hbn["config"] == two_d["config"]  # definet_2d_v6's weights
     assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
     assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
     assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
@@ -54,12 +61,14 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
     assert report["hosts"] >= 20 and report["mean_host_ratio"] < 0.85
 
 
-@pytest.mark.parametrize(("material", "max_ratio", "served_by"), [
-    ("high_density/MoS2", 0.6, "definet_2d_v6"), ("high_density/WSe2", 0.6, "definet_2d_v6"),
-    ("low_density/WSe2", 0.3, "definet_2d_dilute_v3"), ("low_density/MoS2", 0.3, "definet_2d_dilute_v3")])
-def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(material, max_ratio, served_by):
+@pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
+    (None, "high_density/MoS2", 0.6, "definet_2d_v6"), (None, "high_density/WSe2", 0.6, "definet_2d_v6"),
+    (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v3"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v3"),
+    ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
+    ("definet_v9", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
+def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
-    predictor = Predictor(device="cpu")
+    predictor = Predictor(checkpoint, device="cpu")
     host = read_structure(data.unit_cell_path)
     graphs = [load_pair(data, i, host, predictor.config.radius, predictor.config.max_neighbors)
               for i in data.split_ids("val")[:20]]
