@@ -177,11 +177,12 @@ def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
     for kind, specs in (specialists or {}).items():
         for spec in specs:
             check_specialist(kind, spec, routes)
-    torch.save({"format": ROUTER_FORMAT, "version": 3,
-                "routes": {kind: [pinned(spec) for spec in specs] for kind, specs in routes.items()},
-                "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {},
-                "specialists": {kind: [pinned(spec) for spec in specs] for kind, specs in (specialists or {}).items()}},
-               Path(path))
+    save_atomically({"format": ROUTER_FORMAT, "version": 3,
+                     "routes": {kind: [pinned(spec) for spec in specs] for kind, specs in routes.items()},
+                     "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {},
+                     "specialists": {kind: [pinned(spec) for spec in specs]
+                                     for kind, specs in (specialists or {}).items()}},
+                    Path(path))
 
 
 def check_specialist(kind: str, spec: str, routes: dict[str, list[str]]) -> None:

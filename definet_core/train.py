@@ -315,12 +315,12 @@ class TrainingRun:
     def save(self, path: Path, model_config: ModelConfig) -> None:
         """Write the resumable state atomically (``epoch`` is the last started one if ``batches_done``)."""
         save_atomically({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "scheduler": self.plateau.state_dict(),
-                    "epoch": self.epoch if self.batches_done else self.epoch - 1, "batches_done": self.batches_done,
-                    "step": self.step, "elapsed": self.elapsed, "best": self.best, "stale": self.stale,
-                    "best_epoch": self.best_epoch, "model_config": model_config.to_dict(),
-                    "train_config": asdict(self.config), "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate()}, path)
+                         "optimizer": self.optimizer.state_dict(), "scheduler": self.plateau.state_dict(),
+                         "epoch": self.epoch if self.batches_done else self.epoch - 1,
+                         "batches_done": self.batches_done, "step": self.step, "elapsed": self.elapsed,
+                         "best": self.best, "stale": self.stale, "best_epoch": self.best_epoch,
+                         "model_config": model_config.to_dict(), "train_config": asdict(self.config),
+                         "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, path)
 
     def step_on(self, batch: Data, precision: str) -> torch.Tensor:
         """One optimiser step on ``batch``: forward (autocast), loss, backward, clipping, AdamW, EMA.
