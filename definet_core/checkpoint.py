@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from definet_core.architectures import Model, build_model
+from definet_core.architectures import Model, build_model, prune_gaussians
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.io import save_atomically
@@ -224,9 +224,16 @@ def load_model(path: str | Path | None = None, device: str | torch.device = "cpu
     return model_of(payload, device), payload
 
 
-def model_of(payload: dict[str, Any], device: str | torch.device = "cpu") -> Model:
-    """The model of a checkpoint-of-weights payload, in eval mode on ``device``."""
-    model = build_model(ModelConfig.from_dict(payload["config"]))
-    model.load_state_dict(float32_state(payload))
+def model_of(payload: dict[str, Any], device: str | torch.device = "cpu",
+             gaussian_margin: float | None = None) -> Model:
+    """The model of a checkpoint-of-weights payload, in eval mode on ``device``. ``gaussian_margin`` (A): a model
+    with a Gaussian radial basis evaluates only the Gaussians that matter on edges up to its graph radius plus
+    this margin (``architectures.prune_gaussians``; each layer re-measures its edges from the atoms moved so
+    far, so they can exceed the radius); ``None`` keeps them all."""
+    config, state = ModelConfig.from_dict(payload["config"]), float32_state(payload)
+    if gaussian_margin is not None and config.gaussian_basis and not config.gaussian_reach:
+        config, state = prune_gaussians(config, state, config.radius + gaussian_margin)
+    model = build_model(config)
+    model.load_state_dict(state)
     model.eval()
     return model.to(device)

@@ -59,6 +59,17 @@ class ModelConfig:
     """Ours only: ``painn`` adds the dot product of the two vector maps to the scalars and ends in a LayerNorm;
     ``reference`` has neither: s = (s + c2 / sqrt 2 + s tanh c3) / sqrt 2, as the reference's update.
     Checkpoints without the field load with painn."""
+    gaussian_reach: float = 0.0
+    """Gaussian bases only (ours with ``radial_basis="gaussian"``, and the reference): 0 evaluates all ``num_rbf``
+    Gaussians; a distance (A) evaluates only those centred within it plus six widths (0.24 A each at 128), the
+    others being below exp(-18) on every edge up to it (``reference_model.radial_features``). Prediction sets
+    it (``checkpoint.model_of``); training and stored checkpoints keep 0. Checkpoints without the field load
+    with 0."""
+
+    @property
+    def gaussian_basis(self) -> bool:
+        """Whether the radial basis is the reference's Gaussians (always for the reference architecture)."""
+        return self.arch == "reference" or self.radial_basis == "gaussian"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -70,6 +81,8 @@ class ModelConfig:
         for name, allowed in (("radial_basis", RADIAL_BASES), ("scalar_update", SCALAR_UPDATES)):
             if getattr(self, name) not in allowed:
                 raise DefiNetInputError(f"model {name} {getattr(self, name)!r}: expected one of {', '.join(allowed)}")
+        if self.gaussian_reach and not self.gaussian_basis:
+            raise DefiNetInputError(f"gaussian_reach {self.gaussian_reach}: the model has no Gaussian radial basis")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints and logs."""

@@ -44,7 +44,8 @@ from definet_core.config import ModelConfig
 from definet_core.elements import ElementFeatures
 from definet_core.errors import DefiNetInputError
 from definet_core.graph import periodic_frame
-from definet_core.reference_model import EdgeDisplacement, GaussianBasis, VectorActivation
+from definet_core.marker_pairs import gather_with_pair, pair_sum
+from definet_core.reference_model import EdgeDisplacement, GaussianBasis, VectorActivation, radial_features
 from definet_core.stability import clip_displacement, clip_vectors, shrink_runaways
 
 
@@ -85,15 +86,16 @@ class GlobalNode(nn.Module):
 class DefiNetLayer(nn.Module):
     """Marker-modulated equivariant message, global-node exchange, update and coordinate step."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, first: bool = False) -> None:
         super().__init__()
         f = config.hidden
         self.hidden = f
+        self.first = first
         self.num_markers = config.num_markers
         self.norm = config.aggregation_norm
         self.vector_clip = config.vector_clip
         self.message_mlp = nn.Sequential(nn.Linear(f, f), nn.SiLU(), nn.Linear(f, 3 * f))
-        self.filter = nn.Linear(config.num_rbf, 3 * f)
+        self.filter = nn.Linear(radial_features(config), 3 * f)
         self.marker_pair = nn.Embedding(config.num_markers**2, 3 * f)
         nn.init.zeros_(self.marker_pair.weight)
         self.global_node = GlobalNode(f)
@@ -104,7 +106,8 @@ class DefiNetLayer(nn.Module):
         self.coordinate_head = nn.Linear(f, 1, bias=False)
         nn.init.normal_(self.coordinate_head.weight, std=1e-2)
         # the reference's per-edge radial displacement B (``config.edge_displacement``); off: no parameters
-        self.edge_displacement = EdgeDisplacement(f, config.num_rbf, nn.SiLU) if config.edge_displacement else None
+        self.edge_displacement = (EdgeDisplacement(f, radial_features(config), nn.SiLU) if config.edge_displacement
+                                  else None)
         if self.edge_displacement is not None:
             self.edge_marker = nn.Embedding(config.num_markers, f)  # P m: a projected marker is one row per marker
         # the reference's vector nonlinearity on the summed messages and on the update (``config.vector_activation``)
@@ -119,11 +122,14 @@ class DefiNetLayer(nn.Module):
         vec = pos[src] + edge_shift - pos[dst]
         dist = vec.norm(dim=-1).clamp_min(1e-9)
         unit = vec / dist.unsqueeze(-1)
-        pair = marker[dst] * self.num_markers + marker[src]
         rbf = basis(dist)
-        weights = self.message_mlp(s)[src] * self.filter(rbf) * (1.0 + self.marker_pair(pair))
+        # the embedding's row (target marker * num_markers + source marker) as a [source, target] factor
+        pair_factor = (1.0 + self.marker_pair.weight).view(self.num_markers, self.num_markers, -1).transpose(0, 1)
+        weights = gather_with_pair(self.message_mlp(s), pair_factor, marker, src, dst) * self.filter(rbf)
         w_s, w_vv, w_vu = weights.split(self.hidden, dim=-1)
-        msg_v = w_vv.unsqueeze(1) * v[src] + w_vu.unsqueeze(1) * unit.unsqueeze(-1)
+        msg_v = w_vu.unsqueeze(1) * unit.unsqueeze(-1)
+        if not self.first:  # the first layer's vectors are all zero: w_vv v_j adds nothing there
+            msg_v = torch.addcmul(msg_v, w_vv.unsqueeze(1), v[src])
         n = s.shape[0]
         s = s + scatter(w_s, dst, dim=0, dim_size=n, reduce="sum") / self.norm
         v = v + self.message_activation(scatter(msg_v, dst, dim=0, dim_size=n, reduce="sum") / self.norm)
@@ -140,8 +146,7 @@ class DefiNetLayer(nn.Module):
         v, excess = clip_vectors(v, self.vector_clip)  # see the module docstring: the update can square |v|
         step = self.coordinate_head(v).squeeze(-1)
         if self.edge_displacement is not None:  # (A + B) / 2, B along the unit vectors from neighbour to centre
-            edge_marker = self.edge_marker(marker)
-            step = 0.5 * (step + self.edge_displacement(s, rbf, edge_marker[src] + edge_marker[dst], -unit,
+            step = 0.5 * (step + self.edge_displacement(s, rbf, pair_sum(self.edge_marker.weight), marker, -unit,
                                                         edge_index))
         pos = pos + step
         return s, v, g_s, g_v, pos, excess
@@ -159,9 +164,9 @@ class DefiNet(nn.Module):
         if self.element_features is not None:
             nn.init.zeros_(self.element_embedding.weight)
         self.marker_embedding = nn.Embedding(config.num_markers, config.hidden)
-        self.basis = (GaussianBasis(config.num_rbf) if config.radial_basis == "gaussian"
+        self.basis = (GaussianBasis(config.num_rbf, radial_features(config)) if config.radial_basis == "gaussian"
                       else BesselBasis(config.num_rbf, config.radius))
-        self.layers = nn.ModuleList(DefiNetLayer(config) for _ in range(config.layers))
+        self.layers = nn.ModuleList(DefiNetLayer(config, first=k == 0) for k in range(config.layers))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Predicted positions (N, 3), in the dtype of ``batch.pos``."""

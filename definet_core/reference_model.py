@@ -39,11 +39,14 @@ from torch_geometric.utils import scatter
 
 from definet_core.config import ModelConfig
 from definet_core.graph import periodic_frame
+from definet_core.marker_pairs import gather_with_pair, pair_sum
 from definet_core.stability import clip_displacement, clip_vectors, shrink_runaways
 
 BASIS_SPAN = 30.0
 """Distance (A) that the reference Gaussians and their envelope span (edges stop at ``ModelConfig.radius``)."""
 ENVELOPE_EXPONENT = 5
+GAUSSIAN_TAIL_WIDTHS = 6
+"""``radial_features``: a Gaussian centred this many widths beyond an edge's length is below exp(-18) on it."""
 SILU_SCALE = 1.0 / 0.6
 """SiLU times this has about unit variance for unit-normal inputs."""
 VECTOR_NEGATIVE_SLOPE = 0.5
@@ -63,17 +66,30 @@ def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), ScaledSiLU(), nn.Linear(n_hidden, n_out))
 
 
+def radial_features(config: ModelConfig) -> int:
+    """How many radial basis functions the layers of ``config`` read: ``num_rbf``, or, with a
+    ``config.gaussian_reach``, the first Gaussians up to the last one centred within the reach plus
+    ``GAUSSIAN_TAIL_WIDTHS`` widths. The rest are below exp(-18) on every edge up to the reach, so dropping them
+    changes the function there by less than float32 rounding (``architectures.prune_gaussians``)."""
+    if not config.gaussian_reach:
+        return config.num_rbf
+    spacing = BASIS_SPAN / (config.num_rbf - 1)
+    return min(config.num_rbf, int(config.gaussian_reach / spacing + GAUSSIAN_TAIL_WIDTHS) + 1)
+
+
 class GaussianBasis(nn.Module):
     """``num_rbf`` Gaussians evenly spaced on x = d / span in [0, 1] (width: their spacing), times the polynomial
-    envelope 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) (zero from x = 1)."""
+    envelope 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) (zero from x = 1). ``count``: evaluate
+    only the first so many (``radial_features``)."""
 
-    def __init__(self, num_rbf: int, span: float = BASIS_SPAN, exponent: int = ENVELOPE_EXPONENT) -> None:
+    def __init__(self, num_rbf: int, count: int | None = None, span: float = BASIS_SPAN,
+                 exponent: int = ENVELOPE_EXPONENT) -> None:
         super().__init__()
         if num_rbf < 2:
             raise ValueError("GaussianBasis needs at least 2 Gaussians")
         self.span = span
         self.exponent = exponent
-        self.register_buffer("offsets", torch.linspace(0.0, 1.0, num_rbf))
+        self.register_buffer("offsets", torch.linspace(0.0, 1.0, num_rbf)[:count])
         self.coefficient = -0.5 / (1.0 / (num_rbf - 1)) ** 2
 
     def forward(self, distance: torch.Tensor) -> torch.Tensor:
@@ -104,22 +120,24 @@ class VectorActivation(nn.Module):
 class EdgeDisplacement(nn.Module):
     """B_i = sum_j MLP(MLP(s_j) * W rbf_ij * marker_ij) u_ij: a per-edge radial displacement along each bond.
 
-    ``marker_ij`` (E, hidden) is the caller's marker factor of the edge (P m_j + P m_i). The output layer starts
+    ``pair_factor`` (markers, markers, hidden) is the caller's marker factor of an edge's two ends (P m_j + P m_i,
+    ``marker_pairs.pair_sum``); ``marker`` the nodes' markers. The output layer starts
     small (weights N(0, 0.01), zero bias), so an untrained model moves atoms by hundredths of an A.
     """
 
-    def __init__(self, hidden: int, num_rbf: int, activation: type[nn.Module] = ScaledSiLU) -> None:
+    def __init__(self, hidden: int, num_radial: int, activation: type[nn.Module] = ScaledSiLU) -> None:
         super().__init__()
         self.scalar_mlp = nn.Sequential(nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, hidden))
-        self.radial = nn.Linear(num_rbf, hidden)
+        self.radial = nn.Linear(num_radial, hidden)
         self.edge_mlp = nn.Sequential(nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, 1))
         nn.init.normal_(self.edge_mlp[-1].weight, std=1e-2)
         nn.init.zeros_(self.edge_mlp[-1].bias)
 
-    def forward(self, s: torch.Tensor, rbf: torch.Tensor, marker_ij: torch.Tensor, unit: torch.Tensor,
-                edge_index: torch.Tensor) -> torch.Tensor:
+    def forward(self, s: torch.Tensor, rbf: torch.Tensor, pair_factor: torch.Tensor, marker: torch.Tensor,
+                unit: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         src, dst = edge_index
-        magnitude = self.edge_mlp(self.scalar_mlp(s)[src] * self.radial(rbf) * marker_ij)
+        magnitude = self.edge_mlp(gather_with_pair(self.scalar_mlp(s), pair_factor, marker, src, dst)
+                                  * self.radial(rbf))
         return scatter(magnitude * unit, dst, dim=0, dim_size=s.shape[0], reduce="sum")
 
 
@@ -168,14 +186,14 @@ class ReferenceLayer(nn.Module):
         self.virtual_in = VirtualNodeIn(h)
         self.message_mlp = mlp(h, h, 3 * h)
         self.message_marker = nn.Linear(h, 3 * h)
-        self.message_radial = nn.Linear(config.num_rbf, 3 * h)
+        self.message_radial = nn.Linear(radial_features(config), 3 * h)
         self.message_activation = VectorActivation(h)
         self.update_vectors = nn.Linear(h, 2 * h, bias=False)
         self.update_mlp = mlp(2 * h, h, 3 * h)
         self.update_activation = VectorActivation(h)
         self.coordinate_vector = nn.Linear(h, 1, bias=False)
         self.coordinate_marker = nn.Linear(h, h)
-        self.edge_displacement = EdgeDisplacement(h, config.num_rbf)
+        self.edge_displacement = EdgeDisplacement(h, radial_features(config))
         # the last layer's virtual-node update would never be read: no parameters that cannot train
         self.virtual_out = None if last else VirtualNodeOut(h)
         # PyTorch's initialisation everywhere but the two coordinate outputs, which start small as ours does
@@ -192,8 +210,8 @@ class ReferenceLayer(nn.Module):
         unit = vec / dist.unsqueeze(-1)
         rbf = basis(dist)
         # P m for the marker of each end: projecting the (num_markers, H) table equals projecting every node's row
-        node_marker = self.message_marker(marker_table)[marker]
-        weights = (self.message_mlp(s)[src] * (node_marker[src] + node_marker[dst]) * self.message_radial(rbf)
+        marker_factor = pair_sum(self.message_marker(marker_table))
+        weights = (gather_with_pair(self.message_mlp(s), marker_factor, marker, src, dst) * self.message_radial(rbf)
                    / math.sqrt(3.0))
         a, b, c = weights.split(self.hidden, dim=-1)
         msg_v = (a.unsqueeze(1) * v[src] + b.unsqueeze(1) * unit.unsqueeze(-1)) / math.sqrt(self.hidden)
@@ -205,8 +223,7 @@ class ReferenceLayer(nn.Module):
             torch.cat([s, torch.sqrt((v2**2).sum(dim=1) + 1e-8)], dim=-1)).split(self.hidden, dim=-1)
         s = (s + part2 / math.sqrt(2.0) + s * torch.tanh(part3)) / math.sqrt(2.0)
         v, excess = clip_vectors(v + self.update_activation(part1.unsqueeze(1) * v1), self.vector_clip)
-        coordinate_marker = self.coordinate_marker(marker_table)[marker]
-        displacement_b = self.edge_displacement(s, rbf, coordinate_marker[src] + coordinate_marker[dst], unit,
+        displacement_b = self.edge_displacement(s, rbf, pair_sum(self.coordinate_marker(marker_table)), marker, unit,
                                                 edge_index)
         pos = pos + 0.5 * (self.coordinate_vector(v).squeeze(-1) + displacement_b)
         if self.virtual_out is not None:
@@ -233,7 +250,7 @@ class ReferenceDefiNet(nn.Module):
         self.marker_embedding = nn.Embedding(config.num_markers, h)
         self.input_map = nn.Linear(2 * h, h)
         self.virtual_embedding = nn.Embedding(1, h)
-        self.basis = GaussianBasis(config.num_rbf)
+        self.basis = GaussianBasis(config.num_rbf, radial_features(config))
         self.layers = nn.ModuleList(ReferenceLayer(config, last=k == config.layers - 1) for k in range(config.layers))
 
     def forward(self, batch: Batch) -> torch.Tensor:

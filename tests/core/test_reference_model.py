@@ -1,6 +1,6 @@
 """The reference DefiNet (arch="reference") and our model's options that put its pieces into ours (edge_displacement,
-vector_activation, radial_basis, scalar_update): their parts, checkpoints, the Predictor, the train CLI and the
-reference size (their equivariance is tested in test_model.py)."""
+vector_activation, radial_basis, scalar_update): their parts, checkpoints, the Predictor, the train CLI, the
+pruned Gaussians of prediction and the reference size (their equivariance is tested in test_model.py)."""
 
 from dataclasses import replace
 
@@ -10,14 +10,14 @@ import torch
 from torch_geometric.data import Batch
 
 from definet_core.__main__ import main
-from definet_core.architectures import build_model
+from definet_core.architectures import build_model, prune_gaussians
 from definet_core.checkpoint import load_model, save_checkpoint
 from definet_core.cli import parse_bool
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.model import DefiNet
-from definet_core.predict import Predictor
-from definet_core.reference_model import GaussianBasis, ReferenceDefiNet, VectorActivation
+from definet_core.predict import PREDICTION_GAUSSIAN_MARGIN, Predictor
+from definet_core.reference_model import GaussianBasis, ReferenceDefiNet, VectorActivation, radial_features
 from tests.conftest import TINY_CONFIG, random_defect_cell
 from tests.core.test_model import CONFIG, random_batch
 
@@ -88,6 +88,30 @@ def test_gaussian_basis_spans_30_angstrom_and_a_fifth_is_active_within_6():
     assert values.shape == (4, 128) and torch.all(values[-1] == 0)
     centres = basis.offsets * basis.span
     assert 0.19 < (centres <= 6.0).float().mean() < 0.22
+
+
+@pytest.mark.parametrize("arch", ["reference", "gaussian"])
+def test_pruned_gaussians_are_the_same_function_on_edges_within_reach_at_fewer_weights(arch, tmp_path):
+    config = (replace(CONFIG, arch="reference", num_rbf=128) if arch == "reference"
+              else replace(CONFIG, radial_basis="gaussian", num_rbf=128, edge_displacement=True))
+    torch.manual_seed(0)
+    net = build_model(config).double().eval()
+    reach = config.radius + 2.0  # the untrained layers move atoms by hundredths of an A
+    pruned_config, state = prune_gaussians(config, net.state_dict(), reach)
+    assert pruned_config.gaussian_reach == reach and radial_features(pruned_config) == 36  # 0.236 A apart: 0 to 8.3 A
+    pruned = build_model(pruned_config).double().eval()
+    pruned.load_state_dict(state)
+    assert pruned.num_parameters() < net.num_parameters()
+    batch = random_batch(3)
+    with torch.no_grad():
+        assert torch.allclose(pruned(batch), net(batch), rtol=0.0, atol=1e-9)
+    path = tmp_path / "gaussian.pt"
+    save_checkpoint(path, build_model(config), [16, 34, 42])
+    predictor = Predictor(path, device="cpu")  # prediction prunes; the stored weights and load_model keep them all
+    assert predictor.model.config.gaussian_reach == config.radius + PREDICTION_GAUSSIAN_MARGIN
+    assert load_model(path)[0].config.gaussian_reach == 0.0
+    with pytest.raises(DefiNetInputError, match=r"^gaussian_reach 7.0: the model has no Gaussian radial basis$"):
+        replace(CONFIG, gaussian_reach=7.0)
 
 
 def test_config_arch_defaults_validates_and_old_checkpoints_load_as_ours():
