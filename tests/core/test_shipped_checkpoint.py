@@ -15,8 +15,8 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v6"]
-    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v3"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v7"]
+    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + router.specialists["2D"] + router.routes["bulk"]:
@@ -24,25 +24,27 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    two_d = read_checkpoint("definet_2d_v6")
-    assert {42, 16, 74, 34, 5, 7} <= set(two_d["trained_elements"])  # Mo S W Se B N
-    assert two_d["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
-    assert two_d["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
+    gaussian = read_checkpoint("definet_2d_v7")
+    assert {42, 16, 74, 34, 5, 7} <= set(gaussian["trained_elements"])  # Mo S W Se B N
+    assert gaussian["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
+    assert gaussian["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
+    assert gaussian["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
+    assert gaussian["metadata"]["train_structures"] == 18466  # every 2D pair, high density three times an epoch
+    assert gaussian["config"]["radial_basis"] == "gaussian" and gaussian["config"]["num_rbf"] == 128
+    assert not gaussian["config"].get("gaussian_reach")  # stored whole; prediction prunes (test_reference_model)
+    two_d, hbn = read_checkpoint("definet_2d_v6"), read_checkpoint("definet_2d_v6_hbn")
     assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
-    assert two_d["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
-    assert two_d["metadata"]["train_structures"] == 18466  # every 2D pair, high density three times an epoch
+    assert two_d["domain"] == gaussian["domain"]
+    assert hbn["domain"]["host_systems"] == ["B-N"] and hbn["config"] == two_d["config"]  # definet_2d_v6's weights
+    assert hbn["state_dict"]["layers.0.filter.weight"].equal(two_d["state_dict"]["layers.0.filter.weight"])
     dilute = read_checkpoint("definet_2d_dilute_v3")
     assert dilute["domain"]["host_systems"] == ["Mo-S", "Se-W"] and dilute["domain"]["min_atoms"] == 0
     assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
-    assert dilute["config"] == two_d["config"]  # the same network and graphs as the route
+    assert dilute["config"] == two_d["config"]  # the network and graphs of definet_2d_v6
+    previous = read_router("definet_v8")  # the default before: definet_2d_v6 and the dilute specialist
+    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v6"]
+    assert [spec.split("@")[0] for spec in previous.specialists["2D"]] == ["definet_2d_dilute_v3"]
     assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
-    accurate = read_router("definet_v9")  # opt-in: more accurate, slower than the issue's bound allows a default
-    assert [spec.split("@")[0] for spec in accurate.routes["2D"]] == ["definet_2d_v7"]
-    assert [spec.split("@")[0] for spec in accurate.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
-    gaussian, hbn = read_checkpoint("definet_2d_v7"), read_checkpoint("definet_2d_v6_hbn")
-    assert gaussian["config"]["radial_basis"] == "gaussian" and gaussian["config"]["num_rbf"] == 128
-    assert gaussian["domain"] == two_d["domain"] and gaussian["metadata"]["train_structures"] == 18466
-    assert hbn["domain"]["host_systems"] == ["B-N"] and hbn["config"] == two_d["config"]  # definet_2d_v6's weights
     assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
     assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
     assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
@@ -62,10 +64,10 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v6"), (None, "high_density/WSe2", 0.6, "definet_2d_v6"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v7"), (None, "high_density/WSe2", 0.6, "definet_2d_v7"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v3"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v3"),
-    ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
-    ("definet_v9", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
+    (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
+    ("definet_v8", "high_density/MoS2", 0.6, "definet_2d_v6")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(checkpoint, device="cpu")
