@@ -63,8 +63,8 @@ class ModelConfig:
     """Gaussian bases only (ours with ``radial_basis="gaussian"``, and the reference): 0 evaluates all ``num_rbf``
     Gaussians; a distance (A) evaluates only those centred within it plus six widths (0.24 A each at 128), the
     others being below exp(-18) on every edge up to it (``reference_model.radial_features``). Prediction sets
-    it (``checkpoint.model_of``); training and stored checkpoints keep 0. Checkpoints without the field load
-    with 0."""
+    it on a model stored with 0 (``checkpoint.model_of``); a model trained with it (``definet train
+    --gaussian-reach``) keeps its own. Checkpoints without the field load with 0."""
 
     @property
     def gaussian_basis(self) -> bool:
