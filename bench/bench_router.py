@@ -26,12 +26,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from pymatgen.core import Structure
+from time_predictions import best_rate  # bench/, this script's folder
 
 from definet_core.checkpoint import read_router
 from definet_core.predict import Predictor
@@ -73,14 +73,7 @@ def silicon_cases(n: int) -> list[tuple[Structure, Structure]]:
 
 def rate(predictor: Predictor, cases: list[tuple[Structure, Structure]], repeats: int) -> float:
     """Structures/s of ``predictor.predictions`` on ``cases``, best of ``repeats`` after one warm-up call."""
-    structures, hosts = [c[0] for c in cases], [c[1] for c in cases]
-    predictor.predictions(structures[:2], hosts[:2])
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predictor.predictions(structures, hosts)
-        best = min(best, time.perf_counter() - start)
-    return len(cases) / best
+    return best_rate(predictor, [c[0] for c in cases], [c[1] for c in cases], repeats)
 
 
 def rate_at_revision(tree: Path, checkpoint: str, cases: list[tuple[Structure, Structure]], repeats: int,

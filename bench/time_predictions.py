@@ -22,22 +22,28 @@ import definet_core
 from definet_core.predict import Predictor
 
 
-def main() -> None:
-    """Time the cases and print the rate (best of REPEATS after one warm-up call)."""
-    checkpoint, cases_file, repeats, threads = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    torch.set_num_threads(threads)
-    cases = json.loads(cases_file.read_text())
-    structures = [Structure.from_dict(case["structure"]) for case in cases]
-    hosts = [Structure.from_dict(case["host"]) for case in cases]
-    predictor = Predictor(checkpoint, device="cpu")
+def best_rate(predictor: Predictor, structures: list[Structure], hosts: list[Structure], repeats: int) -> float:
+    """Structures/s of ``predictor.predictions`` on the structures, best of ``repeats`` after one warm-up call
+    (also ``bench_router.py``'s measure)."""
     predictor.predictions(structures[:2], hosts[:2])
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         predictor.predictions(structures, hosts)
         best = min(best, time.perf_counter() - start)
+    return len(structures) / best
+
+
+def main() -> None:
+    """Time the cases and print the rate."""
+    checkpoint, cases_file, repeats, threads = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    torch.set_num_threads(threads)
+    cases = json.loads(cases_file.read_text())
+    structures = [Structure.from_dict(case["structure"]) for case in cases]
+    hosts = [Structure.from_dict(case["host"]) for case in cases]
+    rate = best_rate(Predictor(checkpoint, device="cpu"), structures, hosts, repeats)
     print(Path(definet_core.__file__).parent)
-    print(len(structures) / best)
+    print(rate)
 
 
 if __name__ == "__main__":
