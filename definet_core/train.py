@@ -27,7 +27,7 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from definet_core.applicability import domain_of
-from definet_core.architectures import build_model
+from definet_core.architectures import build_model, prune_gaussians
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.elements import add_element_features
@@ -353,7 +353,8 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     checkpoint has none. The added projection is zero and the embedding rows of elements outside the
     checkpoint's ``trained_elements`` are zeroed (``elements.add_element_features``); the added radial term
     starts at zero with the coordinate heads doubled (``model.add_edge_displacement``). So the run starts from
-    exactly the checkpoint's function on the elements it was trained on."""
+    exactly the checkpoint's function on the elements it was trained on. A ``requested.gaussian_reach`` prunes a
+    Gaussian checkpoint's basis (``architectures.prune_gaussians``): the same function on edges within it."""
     config = ModelConfig.from_dict(payload["config"])
     state = float32_state(payload)
     if requested.element_features and not config.element_features:
@@ -362,6 +363,8 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     if requested.edge_displacement and not config.edge_displacement and config.arch == "definet":
         config = replace(config, edge_displacement=True)
         state = add_edge_displacement(state, config)
+    if requested.gaussian_reach and config.gaussian_basis and not config.gaussian_reach:
+        config, state = prune_gaussians(config, state, requested.gaussian_reach)
     return config, state
 
 

@@ -11,13 +11,14 @@ from torch_geometric.data import Batch
 
 from definet_core.__main__ import main
 from definet_core.architectures import build_model, prune_gaussians
-from definet_core.checkpoint import load_model, save_checkpoint
+from definet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
 from definet_core.cli import parse_bool
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
 from definet_core.model import DefiNet
 from definet_core.predict import PREDICTION_GAUSSIAN_MARGIN, Predictor
 from definet_core.reference_model import GaussianBasis, ReferenceDefiNet, VectorActivation, radial_features
+from definet_core.train import fine_tune_start
 from tests.conftest import TINY_CONFIG, random_defect_cell
 from tests.core.test_model import CONFIG, random_batch
 
@@ -110,6 +111,8 @@ def test_pruned_gaussians_are_the_same_function_on_edges_within_reach_at_fewer_w
     predictor = Predictor(path, device="cpu")  # prediction prunes; the stored weights and load_model keep them all
     assert predictor.model.config.gaussian_reach == config.radius + PREDICTION_GAUSSIAN_MARGIN
     assert load_model(path)[0].config.gaussian_reach == 0.0
+    started, weights = fine_tune_start(read_checkpoint(path), replace(config, gaussian_reach=reach))  # --init
+    assert started.gaussian_reach == reach and weights["basis.offsets"].shape == (36,)
     with pytest.raises(DefiNetInputError, match=r"^gaussian_reach 7.0: the model has no Gaussian radial basis$"):
         replace(CONFIG, gaussian_reach=7.0)
 
