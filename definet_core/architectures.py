@@ -29,7 +29,10 @@ def prune_gaussians(config: ModelConfig, state: dict[str, torch.Tensor],
     """The config and weights of a model that evaluates only the Gaussians that matter up to ``reach`` (A): the
     same function on edges up to ``reach`` (``reference_model.radial_features``) at a fraction of the cost, since
     every layer's filter and edge term multiply the basis by a (features x ``num_rbf``) matrix. Each tensor whose
-    last axis runs over the Gaussians keeps its first entries: those matrices' columns and the basis's centres."""
+    last axis runs over the Gaussians keeps its first entries: those matrices' columns and the basis's centres.
+    A model without Gaussians, or already pruned, comes back as it is."""
+    if not config.gaussian_basis or config.gaussian_reach:
+        return config, state
     pruned = replace(config, gaussian_reach=reach)
     kept = radial_features(pruned)
     target = build_model(pruned).state_dict()

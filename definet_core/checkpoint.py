@@ -231,7 +231,7 @@ def model_of(payload: dict[str, Any], device: str | torch.device = "cpu",
     this margin (``architectures.prune_gaussians``; each layer re-measures its edges from the atoms moved so
     far, so they can exceed the radius); ``None`` keeps them all."""
     config, state = ModelConfig.from_dict(payload["config"]), float32_state(payload)
-    if gaussian_margin is not None and config.gaussian_basis and not config.gaussian_reach:
+    if gaussian_margin is not None:
         config, state = prune_gaussians(config, state, config.radius + gaussian_margin)
     model = build_model(config)
     model.load_state_dict(state)

@@ -363,7 +363,7 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     if requested.edge_displacement and not config.edge_displacement and config.arch == "definet":
         config = replace(config, edge_displacement=True)
         state = add_edge_displacement(state, config)
-    if requested.gaussian_reach and config.gaussian_basis and not config.gaussian_reach:
+    if requested.gaussian_reach:
         config, state = prune_gaussians(config, state, requested.gaussian_reach)
     return config, state
 
