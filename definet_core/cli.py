@@ -67,6 +67,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                        help="write the resumable state at least this often inside an epoch")
     train.add_argument("--position-noise", type=float, default=0.0, metavar="A",
                        help="Gaussian noise (A) added to training input positions (a regulariser)")
+    train.add_argument("--partway-starts", type=float, default=0.0, metavar="SHARE",
+                       help="share of training structures whose input starts a random fraction of the way to "
+                            "their relaxed positions (more starts, the same answers)")
     train.add_argument("--min-atoms", type=int, default=0, metavar="N",
                        help="train and validate only on structures of at least N atoms (dilute defects)")
     train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
@@ -160,7 +163,8 @@ def _train(args: argparse.Namespace) -> None:
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
         select_on=args.select_on, precision=args.precision, time_budget_min=args.time_budget,
         checkpoint_every_min=args.checkpoint_every,
-        position_noise=args.position_noise, half_checkpoint=args.half_checkpoint, compile=args.compile,
+        position_noise=args.position_noise, partway_starts=args.partway_starts,
+        half_checkpoint=args.half_checkpoint, compile=args.compile,
         early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms,
         freeze=tuple(args.freeze))
     sets = None

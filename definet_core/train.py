@@ -78,6 +78,9 @@ class TrainConfig:
     checkpoint_every_min: float = 5.0
     position_noise: float = 0.0
     """Standard deviation (A) of Gaussian noise added to the input positions of each training batch (targets kept)."""
+    partway_starts: float = 0.0
+    """Share of training structures whose input starts a uniform random fraction of the way to their DFT-relaxed
+    positions (``partway_start_positions``; targets kept): more starts with the same answers (0: none)."""
     half_checkpoint: bool = False
     """Write the best EMA weights in float16 (half the file; predictions within 1e-3 A, tested)."""
     compile: bool = False
@@ -100,6 +103,8 @@ class TrainConfig:
                                      ("select_on", self.select_on, SELECTIONS)):
             if value not in allowed:
                 raise DefiNetInputError(f"--{name.replace('_', '-')} {value}: expected one of {', '.join(allowed)}")
+        if not 0.0 <= self.partway_starts <= 1.0:
+            raise DefiNetInputError(f"--partway-starts {self.partway_starts}: a share, expected 0 to 1")
 
 
 def frozen_parameters(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[str]:
@@ -145,6 +150,19 @@ def position_loss(predicted: torch.Tensor, batch: Data) -> torch.Tensor:
         atom_weight = atom_weight * weight[batch.batch]
     distance = torch.sqrt(((predicted.float() - batch.y) ** 2).sum(dim=-1) + 1e-12)
     return (atom_weight * distance).sum() / atom_weight.sum()
+
+
+def partway_start_positions(batch: Data, share: float) -> torch.Tensor:
+    """Input positions with each structure, with probability ``share``, moved a uniform random fraction in [0, 1)
+    of the way from its unrelaxed (``pos``) to its DFT-relaxed positions (``y``); the others stay unrelaxed.
+
+    A point on the straight path to the minimum relaxes to (near) the same minimum, so it is a further start
+    with the same answer; one fraction per structure keeps each start a coherent geometry.
+    """
+    graphs = batch.num_graphs
+    chosen = torch.rand(graphs, device=batch.pos.device) < share
+    fraction = torch.rand(graphs, device=batch.pos.device) * chosen
+    return batch.pos + fraction[batch.batch].unsqueeze(-1) * (batch.y - batch.pos)
 
 
 def material_weights(sets: dict[str, list[Data]]) -> dict[str, float]:
@@ -330,6 +348,8 @@ class TrainingRun:
         device = batch.pos.device
         if self.config.position_noise > 0:
             batch.pos = batch.pos + self.config.position_noise * torch.randn_like(batch.pos)
+        if self.config.partway_starts > 0:
+            batch.pos = partway_start_positions(batch, self.config.partway_starts)
         with autocast(device, precision):
             predicted = self.forward(batch)
         loss = position_loss(predicted, batch)

@@ -9,11 +9,13 @@ from torch_geometric.data import Batch
 
 from definet_core.checkpoint import load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
 from definet_core.dataset import load_dataset
+from definet_core.errors import DefiNetInputError
 from definet_core.sizing import choose_model_size
 from definet_core.train import (
     TrainConfig,
     log_path,
     material_weights,
+    partway_start_positions,
     position_loss,
     prepare_graphs,
     resolve_precision,
@@ -187,3 +189,22 @@ def test_position_loss_ignores_vacancy_nodes_and_weights_graphs(dataset_root, ca
     first = atoms & (batch.batch == 0)
     assert float(position_loss(predicted, batch)) == pytest.approx(
         float(torch.linalg.norm(predicted[first] - batch.y[first], dim=-1).mean()), rel=1e-5)
+
+
+def test_partway_starts_move_each_structure_one_fraction_towards_its_relaxed_positions(dataset_root, cache_dir):
+    graphs = load_dataset([dataset_root], "train", TINY_CONFIG.radius, TINY_CONFIG.max_neighbors,
+                          progress=False)["MoS2"][:3]
+    batch = Batch.from_data_list(graphs)
+    assert torch.equal(partway_start_positions(batch, 0.0), batch.pos)
+    torch.manual_seed(0)
+    moved = partway_start_positions(batch, 1.0)
+    fractions = []
+    for g in range(batch.num_graphs):
+        nodes = batch.batch == g
+        path, step = batch.y[nodes] - batch.pos[nodes], moved[nodes] - batch.pos[nodes]
+        fraction = float((path * step).sum() / (path * path).sum())  # one fraction per structure
+        assert torch.allclose(step, fraction * path, atol=1e-5)
+        fractions.append(fraction)
+    assert all(0.0 <= f < 1.0 for f in fractions) and len(set(fractions)) == len(fractions)
+    with pytest.raises(DefiNetInputError, match=r"--partway-starts 1\.5"):
+        TrainConfig(partway_starts=1.5)
