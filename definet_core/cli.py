@@ -62,7 +62,8 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="bf16 autocast on CUDA (auto: where supported); the CPU trains in fp32")
     train.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
-                       help="stop cleanly (validation, checkpoints) after this many minutes of training")
+                       help="stop cleanly (validation, checkpoints) after this many minutes of training in all "
+                            "(with --resume, the minutes before count: a larger budget trains on)")
     train.add_argument("--checkpoint-every", type=float, default=5.0, metavar="MINUTES",
                        help="write the resumable state at least this often inside an epoch")
     train.add_argument("--position-noise", type=float, default=0.0, metavar="A",

@@ -396,9 +396,10 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
 
     ``out`` receives the best EMA weights; ``<out>.last.pt`` the full state for ``resume`` (which keeps
     the saved model and optimiser settings and takes only ``epochs``, ``time_budget_min`` and ``compile`` from
-    ``train_config``); ``<out>.log.jsonl`` one line per epoch. ``sets`` passes (train, val) graphs
-    already loaded with the model's graph settings. ``init`` starts a new run from a checkpoint's
-    weights (fine-tuning; its model and graph settings replace ``model_config``, except that
+    ``train_config``; the budget counts the minutes trained before too, so an interrupted run started again
+    keeps its cosine schedule, and a larger budget trains on); ``<out>.log.jsonl`` one line per epoch.
+    ``sets`` passes (train, val) graphs already loaded with the model's graph settings. ``init`` starts a new
+    run from a checkpoint's weights (fine-tuning; its model and graph settings replace ``model_config``, except that
     ``model_config.element_features`` can turn element features on: ``fine_tune_start``). Returns the summary
     (best epoch, val MAE, why it stopped).
     """
@@ -432,8 +433,12 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
 
     run = TrainingRun(model_config, train_config, device, initial_state)
     if saved is not None:
-        run.load(saved)
-        run.elapsed = 0.0 if train_config.time_budget_min else run.elapsed  # a new budget starts now
+        run.load(saved)  # with the minutes trained so far: the schedule and the budget go on where they stopped
+        if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
+            if progress:
+                tqdm.write(f"{out}: its --time-budget of {train_config.time_budget_min:g} min is spent "
+                           f"({run.elapsed / 60:.1f} min trained); a larger one trains on")
+            return run_summary(out, run, "time budget")
     elif log_path(out).exists():
         log_path(out).unlink()
     steps_per_epoch = math.ceil(len(train_graphs) / train_config.batch_size)
@@ -512,8 +517,13 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         last_save = time.time()
         if stop_reason == "time budget":
             break
+    return run_summary(out, run, stop_reason)
+
+
+def run_summary(out: Path, run: TrainingRun, stop_reason: str) -> dict[str, Any]:
+    """What ``train`` returns: the best epoch and its val scores (from the log), the steps and why it stopped."""
     best = next((record for record in read_log(out) if record["epoch"] == run.best_epoch), {})
-    return {"best_epoch": run.best_epoch, "selected_on": train_config.select_on,
+    return {"best_epoch": run.best_epoch, "selected_on": run.config.select_on,
             "best_val_mae": best.get("val_mae_mean"), "best_val_ratio": best.get("val_ratio_mean"),
             "checkpoint": str(out), "steps": run.step, "stopped_by": stop_reason}
 

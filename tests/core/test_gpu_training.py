@@ -41,6 +41,24 @@ def test_time_budget_stops_cleanly_and_leaves_a_loadable_best_checkpoint(dataset
     assert record["device"] == "cpu" and record["structures_per_s"] > 0 and record["steps_per_s"] > 0
 
 
+def test_a_resumed_run_keeps_its_budget_and_schedule(dataset_root, cache_dir, tmp_path):
+    """The budget counts the minutes trained before the resume: a spent one trains nothing more (the cosine
+    schedule would otherwise start over), a larger one trains on from the minutes already spent."""
+    out = tmp_path / "m.pt"
+    config = dict(epochs=1000, schedule="cosine", **FAST)
+    first = train([dataset_root], out, TINY_CONFIG, TrainConfig(time_budget_min=0.002, **config), progress=False)
+    log = log_path(out).read_text()
+    again = train([dataset_root], out, TINY_CONFIG, TrainConfig(time_budget_min=0.002, **config), resume=True,
+                  progress=False)
+    assert again == first and log_path(out).read_text() == log
+    spent = torch.load(state_path(out), weights_only=False)["elapsed"]
+    longer = train([dataset_root], out, TINY_CONFIG, TrainConfig(time_budget_min=0.02, **config), resume=True,
+                   progress=False)
+    assert longer["steps"] > first["steps"] and longer["stopped_by"] == "time budget"
+    resumed = json.loads(log_path(out).read_text().splitlines()[-1])
+    assert resumed["elapsed_s"] > spent
+
+
 def test_bf16_falls_back_to_fp32_on_the_cpu(dataset_root, cache_dir, tmp_path):
     with pytest.warns(UserWarning, match="CUDA only"):
         assert resolve_precision("bf16", torch.device("cpu")) == "fp32"
