@@ -106,6 +106,15 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                            help="no smallest-cell rule: cells of any size stay in domain (as in the 2D checkpoints)")
     domain.set_defaults(handler=_checkpoint_domain)
 
+    average = subparsers.add_parser("average", help="average the weights of checkpoints of one network (a model "
+                                                     "soup: runs fine-tuned from one start)")
+    average.add_argument("checkpoints", nargs="+", help="checkpoint files or packaged names (two or more)")
+    average.add_argument("--data", action="append", default=[],
+                         help="dataset root (repeatable): score the average and its members' stored scores on its "
+                              "val splits")
+    average.add_argument("-o", "--out", required=True, help="checkpoint to write")
+    average.set_defaults(handler=_average)
+
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
     router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
                         help="host kind (2D, bulk, 1D, 0D) and the checkpoint, or the ensemble, that serves it "
@@ -230,6 +239,26 @@ def _checkpoint_domain(args: argparse.Namespace) -> None:
     save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())
     print(json.dumps({"checkpoint": args.out, "domain": domain.to_dict()}))
+
+
+def _average(args: argparse.Namespace) -> None:
+    from definet_core.averaging import average_payload, val_scores
+    from definet_core.checkpoint import model_of, save_checkpoint
+    from definet_core.predict import checkpoint_id
+
+    payload = average_payload(args.checkpoints, [checkpoint_id(spec) for spec in args.checkpoints])
+    model, metadata = model_of(payload), payload["metadata"]
+    if args.data:
+        metadata["val_mae"], metadata["val_ratio"] = val_scores(model, args.data)
+        members = metadata["average_of"]
+        print(f"{'val ratio':24}" + "".join(f"{m['checkpoint'].split('@')[0][:14]:>16}" for m in members)
+              + f"{'average':>16}")
+        for key, ratio in metadata["val_ratio"].items():
+            stored = "".join(f"{(m['val_ratio'] or {}).get(key, float('nan')):16.4f}" for m in members)
+            print(f"{key:24}{stored}{ratio:16.4f}")
+    save_checkpoint(args.out, model, payload["trained_elements"], metadata, domain=payload["domain"])
+    print(json.dumps({"checkpoint": args.out, "average_of": [m["checkpoint"] for m in metadata["average_of"]],
+                      "val_ratio": metadata.get("val_ratio")}))
 
 
 def _router(args: argparse.Namespace) -> None:
