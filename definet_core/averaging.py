@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from definet_core.checkpoint import float32_state, read_checkpoint
+from definet_core.config import ModelConfig
 from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
 from definet_core.train import unrelaxed_mae, val_ratios, validation_mae
@@ -33,7 +34,7 @@ def average_payload(specs: Sequence[str | Path], ids: Sequence[str]) -> dict[str
     first = payloads[0]
     for spec, payload in zip(specs[1:], payloads[1:], strict=True):
         for key in ("config", "trained_elements", "domain"):
-            if payload[key] != first[key]:
+            if _as_read(payload, key) != _as_read(first, key):
                 raise DefiNetInputError(f"{spec}: its {key.replace('_', ' ')} differs from {specs[0]}'s; only "
                                         "checkpoints of one network and one training set can be averaged")
     states = [float32_state(payload) for payload in payloads]
@@ -49,6 +50,11 @@ def average_payload(specs: Sequence[str | Path], ids: Sequence[str]) -> dict[str
                for id_, payload in zip(ids, payloads, strict=True)]
     return {**first, "state_dict": averaged, "weights_dtype": "float32",
             "metadata": {"average_of": members}}
+
+
+def _as_read(payload: dict[str, Any], key: str) -> Any:
+    """A payload entry as this version reads it: a configuration with the defaults of fields added since filled."""
+    return ModelConfig.from_dict(payload[key]) if key == "config" else payload[key]
 
 
 def val_scores(model: torch.nn.Module, data_roots: Sequence[str | Path], batch_size: int = 16

@@ -30,6 +30,10 @@ def test_the_average_holds_the_mean_of_the_weights_and_each_members_scores(tmp_p
     assert not torch.equal(first["layers.0.filter.weight"], second["layers.0.filter.weight"])
     assert [m["checkpoint"] for m in payload["metadata"]["average_of"]] == ["a@1", "b@2"]
     assert payload["metadata"]["average_of"][1]["val_ratio"] == {"MoS2": 2.5}
+    older = read_checkpoint(b)
+    del older["config"]["gaussian_reach"]  # written before the field existed: read with its default
+    torch.save(older, tmp_path / "older.pt")
+    assert average_payload([a, tmp_path / "older.pt"], ["a", "older"])["state_dict"].keys() == first.keys()
     same = average_payload([a, a], ["a", "a"])["state_dict"]
     assert all(torch.equal(same[name], first[name]) for name in first)
 
