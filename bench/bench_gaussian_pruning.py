@@ -2,7 +2,7 @@
 against the same weights pruned to its radius plus each margin (``architectures.prune_gaussians``), in this one
 process, on the val graphs of a data root.
 
-    python bench/bench_gaussian_pruning.py [--checkpoint definet_2d_v7] [--data ../shared/data/definet_2d]
+    python bench/bench_gaussian_pruning.py [--checkpoint definet_2d_v8] [--data ../shared/data/definet_2d]
                                            [--margins 2 4 6] [--threads 1] [--every 1]
 
 Prints, per material set, the longest edge the full model's layers measured (each re-measures its edges from
@@ -60,7 +60,7 @@ def rate(model: nn.Module, graphs: list[Data]) -> float:
 def main() -> None:
     """Print the table and the rates."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="definet_2d_v7")
+    parser.add_argument("--checkpoint", default="definet_2d_v8")
     parser.add_argument("--data", default="../shared/data/definet_2d")
     parser.add_argument("--margins", type=float, nargs="+", default=[2.0, 4.0, 6.0])
     parser.add_argument("--threads", type=int, default=1)

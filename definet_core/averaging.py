@@ -20,7 +20,7 @@ from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
 from definet_core.train import unrelaxed_mae, val_ratios, validation_mae
 
-MEMBER_METADATA = ("epoch", "step", "val_mae", "val_ratio", "init")
+MEMBER_METADATA = ("epoch", "step", "val_mae", "val_ratio", "init", "train_structures")
 """What the averaged checkpoint keeps of each member's metadata (under ``metadata["average_of"]``)."""
 
 

@@ -30,7 +30,7 @@ EDGE_KEYS = ("edge_index", "edge_image")
 
 PREDICTION_GAUSSIAN_MARGIN = 4.0
 """A model with Gaussians evaluates, in prediction, only those that matter on edges up to its radius plus this
-many A (``checkpoint.model_of``): 49 of definet_2d_v7's 128 (2.6x fewer). Its layers' re-measured edges reach
+many A (``checkpoint.model_of``): 49 of definet_2d_v8's 128 (2.6x fewer). Its layers' re-measured edges reach
 radius + 1.8 A on the 2D val sets; the predictions move by float32 rounding (``bench/bench_gaussian_pruning.py``)."""
 
 GRAPH_WORKERS_AUTO_MIN = 256

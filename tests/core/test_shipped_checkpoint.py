@@ -15,7 +15,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v7"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v8"]
     assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
@@ -24,14 +24,16 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    gaussian = read_checkpoint("definet_2d_v7")
+    gaussian = read_checkpoint("definet_2d_v8")
     assert {42, 16, 74, 34, 5, 7} <= set(gaussian["trained_elements"])  # Mo S W Se B N
     assert gaussian["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert gaussian["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
     assert gaussian["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
-    assert gaussian["metadata"]["train_structures"] == 18466  # every 2D pair, high density three times an epoch
+    members = gaussian["metadata"]["average_of"]  # two fine-tunes of definet_2d_v7, averaged (definet average)
+    assert len(members) == 2 and all(m["train_structures"] == 18466 for m in members)  # high density 3x an epoch
     assert gaussian["config"]["radial_basis"] == "gaussian" and gaussian["config"]["num_rbf"] == 128
     assert not gaussian["config"].get("gaussian_reach")  # stored whole; prediction prunes (test_reference_model)
+    assert gaussian["domain"] == read_checkpoint("definet_2d_v7")["domain"]
     two_d, hbn = read_checkpoint("definet_2d_v6"), read_checkpoint("definet_2d_v6_hbn")
     assert two_d["config"]["edge_displacement"] and two_d["config"]["max_neighbors"] == 50
     assert two_d["domain"] == gaussian["domain"]
@@ -41,9 +43,10 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert dilute["domain"]["host_systems"] == ["Mo-S", "Se-W"] and dilute["domain"]["min_atoms"] == 0
     assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
     assert dilute["config"] == two_d["config"]  # the network and graphs of definet_2d_v6
-    previous = read_router("definet_v8")  # the default before: definet_2d_v6 and the dilute specialist
-    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v6"]
-    assert [spec.split("@")[0] for spec in previous.specialists["2D"]] == ["definet_2d_dilute_v3"]
+    previous = read_router("definet_v9")  # the default before: definet_2d_v7 with the same specialists
+    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v7"]
+    assert previous.specialists["2D"] == router.specialists["2D"]
+    assert [spec.split("@")[0] for spec in read_router("definet_v8").routes["2D"]] == ["definet_2d_v6"]
     assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
     assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
     assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
@@ -64,10 +67,10 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v7"), (None, "high_density/WSe2", 0.6, "definet_2d_v7"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v8"), (None, "high_density/WSe2", 0.6, "definet_2d_v8"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v3"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v3"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
-    ("definet_v8", "high_density/MoS2", 0.6, "definet_2d_v6")])
+    ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(checkpoint, device="cpu")
