@@ -16,7 +16,7 @@ for s in $D/low_density/*; do view_of $s $V/low_density/$(basename $s); done
 for s in $D/high_density/*; do
   view_of $s $V/high_density/$(basename $s)
   for c in $(seq 2 $COPIES); do  # train-only copies: no val.csv, so validation counts each set once
-    view_of $s $V/high_density_copy$c/$(basename $s); rm $V/high_density_copy$c/$(basename $s)/val.csv
+    view_of $s $V/high_density_copy$c/$(basename $s); rm -f $V/high_density_copy$c/$(basename $s)/val.csv
   done
 done
 INIT=${INIT:-definet_2d_v2}
