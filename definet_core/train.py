@@ -152,6 +152,11 @@ def position_loss(predicted: torch.Tensor, batch: Data) -> torch.Tensor:
     return (atom_weight * distance).sum() / atom_weight.sum()
 
 
+def budget_spent(elapsed_s: float, config: TrainConfig) -> bool:
+    """Whether ``elapsed_s`` seconds trained (across resumes) reach ``config.time_budget_min`` (never without one)."""
+    return bool(config.time_budget_min) and elapsed_s >= 60.0 * config.time_budget_min
+
+
 def partway_start_positions(batch: Data, share: float) -> torch.Tensor:
     """Input positions with each structure, with probability ``share``, moved a uniform random fraction in [0, 1)
     of the way from its unrelaxed (``pos``) to its DFT-relaxed positions (``y``); the others stay unrelaxed.
@@ -414,6 +419,11 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         train_config = TrainConfig(**{**saved["train_config"], "epochs": train_config.epochs,
                                       "time_budget_min": train_config.time_budget_min,
                                       "compile": train_config.compile})
+        if budget_spent(saved.get("elapsed", 0.0), train_config):  # before any data is read
+            if progress:
+                tqdm.write(f"{out}: its --time-budget of {train_config.time_budget_min:g} min is spent "
+                           f"({saved['elapsed'] / 60:.1f} min trained); a larger one trains on")
+            return run_summary(out, saved["best_epoch"], saved.get("step", 0), train_config.select_on, "time budget")
     initial_state = None
     if init is not None and saved is None:
         model_config, initial_state = fine_tune_start(read_checkpoint(init), model_config)
@@ -434,11 +444,6 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     run = TrainingRun(model_config, train_config, device, initial_state)
     if saved is not None:
         run.load(saved)  # with the minutes trained so far: the schedule and the budget go on where they stopped
-        if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
-            if progress:
-                tqdm.write(f"{out}: its --time-budget of {train_config.time_budget_min:g} min is spent "
-                           f"({run.elapsed / 60:.1f} min trained); a larger one trains on")
-            return run_summary(out, run, "time budget")
     elif log_path(out).exists():
         log_path(out).unlink()
     steps_per_epoch = math.ceil(len(train_graphs) / train_config.batch_size)
@@ -469,7 +474,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
                 bar.set_postfix(loss=f"{recent:.4f}")
             now = time.time()
             run.elapsed, tick = run.elapsed + now - tick, now
-            if train_config.time_budget_min and run.elapsed >= 60.0 * train_config.time_budget_min:
+            if budget_spent(run.elapsed, train_config):
                 stop_reason = "time budget"
                 break
             if now - last_save >= 60.0 * train_config.checkpoint_every_min:
@@ -517,15 +522,15 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
         last_save = time.time()
         if stop_reason == "time budget":
             break
-    return run_summary(out, run, stop_reason)
+    return run_summary(out, run.best_epoch, run.step, train_config.select_on, stop_reason)
 
 
-def run_summary(out: Path, run: TrainingRun, stop_reason: str) -> dict[str, Any]:
+def run_summary(out: Path, best_epoch: int, steps: int, selected_on: str, stop_reason: str) -> dict[str, Any]:
     """What ``train`` returns: the best epoch and its val scores (from the log), the steps and why it stopped."""
-    best = next((record for record in read_log(out) if record["epoch"] == run.best_epoch), {})
-    return {"best_epoch": run.best_epoch, "selected_on": run.config.select_on,
+    best = next((record for record in read_log(out) if record["epoch"] == best_epoch), {})
+    return {"best_epoch": best_epoch, "selected_on": selected_on,
             "best_val_mae": best.get("val_mae_mean"), "best_val_ratio": best.get("val_ratio_mean"),
-            "checkpoint": str(out), "steps": run.step, "stopped_by": stop_reason}
+            "checkpoint": str(out), "steps": steps, "stopped_by": stop_reason}
 
 
 def raise_if_diverged(losses: list[torch.Tensor], run: TrainingRun, out: Path) -> float:
