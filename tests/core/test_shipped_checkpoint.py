@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from definet_core.checkpoint import read_checkpoint, read_router, resolve_checkpoint
+from definet_core.config import ModelConfig
 from definet_core.dataset import MaterialSet, load_pair
 from definet_core.host_report import host_table, pair_rows, summary
 from definet_core.io import read_structure
@@ -16,7 +17,7 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
     assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v8"]
-    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
+    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + router.specialists["2D"] + router.routes["bulk"]:
@@ -39,13 +40,16 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert two_d["domain"] == gaussian["domain"]
     assert hbn["domain"]["host_systems"] == ["B-N"] and hbn["config"] == two_d["config"]  # definet_2d_v6's weights
     assert hbn["state_dict"]["layers.0.filter.weight"].equal(two_d["state_dict"]["layers.0.filter.weight"])
-    dilute = read_checkpoint("definet_2d_dilute_v3")
+    dilute = read_checkpoint("definet_2d_dilute_v4")
     assert dilute["domain"]["host_systems"] == ["Mo-S", "Se-W"] and dilute["domain"]["min_atoms"] == 0
     assert dilute["domain"]["max_defect_fraction"] == pytest.approx(3 / 192)  # low density: at most 3 of 192 sites
-    assert dilute["config"] == two_d["config"]  # the network and graphs of definet_2d_v6
-    previous = read_router("definet_v9")  # the default before: definet_2d_v7 with the same specialists
-    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v7"]
-    assert previous.specialists["2D"] == router.specialists["2D"]
+    same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
+    assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
+    assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
+    previous = read_router("definet_v10")  # the default before: the same route with definet_2d_dilute_v3
+    assert previous.routes == router.routes
+    assert [spec.split("@")[0] for spec in previous.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
+    assert [spec.split("@")[0] for spec in read_router("definet_v9").routes["2D"]] == ["definet_2d_v7"]
     assert [spec.split("@")[0] for spec in read_router("definet_v8").routes["2D"]] == ["definet_2d_v6"]
     assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
     assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
@@ -68,7 +72,7 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
     (None, "high_density/MoS2", 0.6, "definet_2d_v8"), (None, "high_density/WSe2", 0.6, "definet_2d_v8"),
-    (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v3"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v3"),
+    (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
     ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
