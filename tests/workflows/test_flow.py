@@ -53,6 +53,11 @@ def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, m
     assert len(again) == 2
     with ValidationStore(mongo_uri, database_name) as validation:
         assert validation.count() == 2
+    previous = run_validation([copper_file], CU_SETTINGS, "emt", store, checkpoint="definet_v10", device="cpu",
+                              start="prediction")  # another checkpoint: its own documents, not the default's too
+    assert len(previous) == 2 and all(d["checkpoint"].startswith("definet_v10@") for d in previous)
+    with ValidationStore(mongo_uri, database_name) as validation:
+        assert validation.count() == 4
 
 
 def test_auto_start_relaxes_out_of_domain_cases_once_from_the_unrelaxed_cell(copper_file, mongo_uri, database_name):

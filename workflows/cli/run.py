@@ -119,7 +119,10 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
                    checkpoint: str | None = None, device: str = "auto", comparison: bool = True,
                    fmax: float | None = None, start: str = "auto", companions: Sequence[str] = ()
                    ) -> list[dict[str, Any]]:
-    """Run the validation flow locally against the configured (or embedded) database; return its documents."""
+    """Run the validation flow locally against the configured (or embedded) database; return its documents: those
+    of these hosts, relaxer and start policy predicted by this checkpoint (and companions), not those an earlier run
+    with another checkpoint left in the same database."""
+    from definet_core.predict import checkpoint_id
     from workflows.flows.validation import prepare_flow
     from workflows.storage.server import StoreSettings
     from workflows.storage.stores import ValidationStore
@@ -129,6 +132,8 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     settings = StoreSettings.from_env(**store_options)
     with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
         docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=comparison)
+    predictor_id = "+".join(checkpoint_id(spec) for spec in (checkpoint, *companions))  # as the documents record it
+    docs = [doc for doc in docs if doc["checkpoint"] == predictor_id]
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs
