@@ -130,10 +130,10 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, comparison, fmax, start,
                                   companions)
     settings = StoreSettings.from_env(**store_options)
-    with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
-        docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=comparison)
     predictor_id = "+".join(checkpoint_id(spec) for spec in (checkpoint, *companions))  # as the documents record it
-    docs = [doc for doc in docs if doc["checkpoint"] == predictor_id]
+    with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
+        docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=comparison,
+                           checkpoints=[predictor_id])
     if not docs:
         raise DefiNetInputError("definet run: no validation document was recorded; see the job log above")
     return docs

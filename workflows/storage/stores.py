@@ -209,11 +209,12 @@ class ValidationStore(KeyedStore):
     INDEXES = ("host_id", "relaxer")
 
     def query(self, hosts: list[str] | None = None, relaxers: list[str] | None = None,
-              start_policies: list[str] | None = None, comparison: bool | None = None) -> list[dict]:
-        """Documents whose ``host_id`` is in ``hosts``, ``relaxer`` in ``relaxers`` and ``start_policy`` in
-        ``start_policies`` (None or empty: any), with ``comparison`` as given (None: either), sorted by the key,
-        without Mongo's ``_id``."""
-        criteria = in_criteria(host_id=hosts, relaxer=relaxers, start_policy=start_policies)
+              start_policies: list[str] | None = None, comparison: bool | None = None,
+              checkpoints: list[str] | None = None) -> list[dict]:
+        """Documents whose ``host_id`` is in ``hosts``, ``relaxer`` in ``relaxers``, ``start_policy`` in
+        ``start_policies`` and ``checkpoint`` in ``checkpoints`` (None or empty: any), with ``comparison`` as given
+        (None: either), sorted by the key, without Mongo's ``_id``."""
+        criteria = in_criteria(host_id=hosts, relaxer=relaxers, start_policy=start_policies, checkpoint=checkpoints)
         if comparison is not None:  # documents from before the field existed ran the comparison
             criteria["comparison"] = {"$ne": False} if comparison else False
         return self.find(criteria)
