@@ -11,8 +11,8 @@ from workflows.reports.validation import summarize
 from workflows.storage.stores import ValidationStore
 
 
-def doc(case, host, relaxer, from_prediction, from_unrelaxed, same=True, mae=0.01):
-    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": "c@1", "start_policy": "auto",
+def doc(case, host, relaxer, from_prediction, from_unrelaxed, same=True, mae=0.01, checkpoint="c@1"):
+    return {"case_id": case, "host_id": host, "relaxer": relaxer, "checkpoint": checkpoint, "start_policy": "auto",
             "comparison": True,
             "steps_from_prediction": from_prediction, "steps_from_unrelaxed": from_unrelaxed,
             "same_minimum": same, "prediction_mae": mae}
@@ -43,9 +43,9 @@ def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys)
     assert "MoS2-1L" in table and "mp-149" in table
     rows = json.loads(out.read_text())["rows"]
     mos2 = next(r for r in rows if r["host"] == "MoS2-1L")
-    assert set(mos2) == {"host", "relaxer", "start", "n", "median_steps_from_prediction", "median_steps_from_unrelaxed",
-                         "mean_steps_from_prediction", "mean_steps_from_unrelaxed", "saving_percent",
-                         "n_same_minimum", "mean_prediction_mae", "n_out_of_domain"}
+    assert set(mos2) == {"host", "relaxer", "checkpoint", "start", "n", "median_steps_from_prediction",
+                         "median_steps_from_unrelaxed", "mean_steps_from_prediction", "mean_steps_from_unrelaxed",
+                         "saving_percent", "n_same_minimum", "mean_prediction_mae", "n_out_of_domain"}
     assert mos2["n"] == 3 and mos2["saving_percent"] == pytest.approx(60.0) and mos2["n_same_minimum"] == 2
     assert plot.stat().st_size > 5_000
 
@@ -66,6 +66,37 @@ def test_results_keep_start_policies_apart_and_filter_on_them(populated, mongo_u
     assert [(r["start"], r["n"]) for r in rows] == [("auto+cmp", 3), ("unrelaxed+cmp", 1)]
     assert main(["results", *populated, "--start", "unrelaxed", "--json", str(out)]) == 0
     assert [r["mean_steps_from_unrelaxed"] for r in json.loads(out.read_text())["rows"]] == [44]
+
+
+def test_results_keep_checkpoints_apart_and_filter_on_them(populated, mongo_uri, database_name, tmp_path, capsys):
+    """Documents of another checkpoint (an earlier default, an ensemble) are their own row, not averaged in."""
+    from definet_core.predict import checkpoint_id
+
+    shipped = checkpoint_id("definet_v11")
+    ensemble = f"{shipped}+definet_2d_seed1@0123456789ab"
+    with ValidationStore(mongo_uri, database_name) as store:
+        store.upsert([doc("a", "MoS2-1L", "chgnet", 12, 40, checkpoint=shipped),
+                      doc("b", "MoS2-1L", "chgnet", 16, 60, checkpoint=shipped),
+                      doc("a", "MoS2-1L", "chgnet", 30, 40, checkpoint=ensemble)])
+    out = tmp_path / "r.json"
+    assert main(["results", *populated, "--host", "MoS2-1L", "--json", str(out)]) == 0
+    rows = {r["checkpoint"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {name: row["n"] for name, row in rows.items()} == {"c@1": 3, shipped: 2, ensemble: 1}
+    assert rows[shipped]["mean_steps_from_prediction"] == 14
+    assert ensemble in capsys.readouterr().out  # the table names each row's checkpoint
+
+    for spec, expected in [("definet_v11", {shipped}), (ensemble, {ensemble}), ("c@1", {"c@1"}),
+                           ("definet_v11+definet_2d_seed1@0123456789ab", {ensemble})]:
+        assert main(["results", *populated, "--checkpoint", spec, "--json", str(out)]) == 0
+        assert {r["checkpoint"] for r in json.loads(out.read_text())["rows"]} == expected, spec
+    assert main(["results", *populated, "--checkpoint", "definet_v11", "--checkpoint", "c@1", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())["rows"]) == 3  # c@1 on both hosts, definet_v11 on MoS2-1L
+
+
+def test_results_for_an_unknown_checkpoint_is_a_one_line_error(populated, capsys):
+    assert main(["results", *populated, "--checkpoint", "definet_v99"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "definet_v99: checkpoint not found" in err
 
 
 def test_results_with_no_match_is_a_one_line_error(populated, capsys):

@@ -84,6 +84,10 @@ def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument("--relaxer", action="append", default=None)
     results.add_argument("--start", dest="starts", action="append", choices=START_CHOICES, default=None,
                          help="only documents of runs under this start policy (repeatable; default: all, one row each)")
+    results.add_argument("--checkpoint", dest="checkpoints", action="append", default=None,
+                         help="only documents predicted by this checkpoint (repeatable; default: all, one row each): a "
+                              "packaged name or file (its current content), an id from the table's checkpoint column, "
+                              "or an ensemble as FIRST+SECOND")
     results.add_argument("--json", dest="json_out", default=None)
     results.add_argument("--plot", default=None)
     add_store_options(results)
@@ -145,13 +149,24 @@ def _run(args: argparse.Namespace) -> None:
     report(docs, args.json_out, args.plot)
 
 
+def stored_checkpoint_id(spec: str) -> str:
+    """The checkpoint id that documents predicted by ``spec`` record: for each ``+``-separated part, a file's or
+    packaged name's current id (``checkpoint_id``), or the part itself where it is already an id (``name@hash``;
+    an older version of a file or name still matches its documents)."""
+    from definet_core.predict import checkpoint_id
+
+    return "+".join(part if "@" in part and not Path(part).is_file() else checkpoint_id(part)
+                    for part in spec.split("+"))
+
+
 def _results(args: argparse.Namespace) -> None:
     from workflows.storage.server import StoreSettings, open_database
     from workflows.storage.stores import ValidationStore
 
+    checkpoints = [stored_checkpoint_id(spec) for spec in args.checkpoints or ()]
     settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
-        docs = store.query(hosts=args.host, relaxers=args.relaxer, start_policies=args.starts)
+        docs = store.query(hosts=args.host, relaxers=args.relaxer, start_policies=args.starts, checkpoints=checkpoints)
     if not docs:
         raise DefiNetInputError("definet results: no validation documents match; run `definet run` first")
     report(docs, args.json_out, args.plot)
