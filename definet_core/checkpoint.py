@@ -44,7 +44,7 @@ def resolve_checkpoint(spec: str | Path | None = None) -> Path:
     name, _, digest = str(spec).partition("@")
     packaged = CHECKPOINT_DIR / f"{name}.pt"
     if "/" in name or not packaged.is_file():
-        names = ", ".join(sorted((p.stem for p in CHECKPOINT_DIR.glob("*.pt")), key=_version_order))
+        names = ", ".join(sorted((p.stem for p in CHECKPOINT_DIR.glob("*.pt")), key=version_order))
         raise DefiNetInputError(f"{spec}: checkpoint not found (no such file; packaged checkpoints: {names})")
     if digest and not content_hash(packaged).startswith(digest):
         raise DefiNetInputError(f"{spec}: the packaged {name} has content {content_hash(packaged)[:12]}, "
@@ -52,7 +52,7 @@ def resolve_checkpoint(spec: str | Path | None = None) -> Path:
     return packaged
 
 
-def _version_order(name: str) -> list[str | int]:
+def version_order(name: str) -> list[str | int]:
     """Sort key that orders version numbers by value (``definet_v9`` before ``definet_v10``)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 

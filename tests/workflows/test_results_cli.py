@@ -36,6 +36,12 @@ def test_summary_rows():
     assert row["saving_percent"] == pytest.approx(60.0) and row["n_same_minimum"] == 2
 
 
+def test_summary_rows_order_checkpoints_by_version():
+    docs = [doc(case, "h", "emt", 10, 40, checkpoint=checkpoint)
+            for case, checkpoint in [("a", "definet_v10@2"), ("b", "definet_v9@1"), ("c", "definet_v11@3")]]
+    assert [r["checkpoint"] for r in summarize(docs)] == ["definet_v9@1", "definet_v10@2", "definet_v11@3"]
+
+
 def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys):
     out, plot = tmp_path / "r.json", tmp_path / "steps.png"
     assert main(["results", *populated, "--json", str(out), "--plot", str(plot)]) == 0
