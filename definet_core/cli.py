@@ -17,7 +17,7 @@ from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetError, DefiNetInputError
 from definet_core.graph import graph_from_arrays, graph_to_arrays
 from definet_core.model import COMPILE_AUTO_MIN, COMPILE_POLICIES
-from definet_core.train import LOSS_BALANCES, PRECISIONS, SCHEDULES, SELECTIONS, TrainConfig
+from definet_core.train import LOSS_BALANCES, LOSSES, PRECISIONS, SCHEDULES, SELECTIONS, TrainConfig
 
 if TYPE_CHECKING:
     from definet_core.predict import Prediction
@@ -54,6 +54,9 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--amsgrad", action="store_true")
     train.add_argument("--grad-clip", type=float, default=10.0)
     train.add_argument("--ema-decay", type=float, default=0.999)
+    train.add_argument("--loss", choices=LOSSES, default="distance",
+                       help="per-atom error the loss averages: distance (the paper's) or component-l1 (the mean of "
+                            "|dx|, |dy|, |dz|, what the MAE metrics score)")
     train.add_argument("--loss-balance", choices=LOSS_BALANCES, default="none",
                        help="material: weight structures by 1 / their material's mean DFT displacement")
     train.add_argument("--select-on", choices=SELECTIONS, default="mae",
@@ -170,7 +173,7 @@ def _train(args: argparse.Namespace) -> None:
     train_config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, schedule=args.schedule,
         warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, amsgrad=args.amsgrad,
-        grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss_balance=args.loss_balance,
+        grad_clip=args.grad_clip, ema_decay=args.ema_decay, loss=args.loss, loss_balance=args.loss_balance,
         select_on=args.select_on, precision=args.precision, time_budget_min=args.time_budget,
         checkpoint_every_min=args.checkpoint_every,
         position_noise=args.position_noise, partway_starts=args.partway_starts,

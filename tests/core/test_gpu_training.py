@@ -10,6 +10,7 @@ from torch_geometric.data import Batch
 from definet_core.checkpoint import load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
 from definet_core.dataset import load_dataset
 from definet_core.errors import DefiNetInputError
+from definet_core.metrics import structure_errors
 from definet_core.sizing import choose_model_size
 from definet_core.train import (
     TrainConfig,
@@ -144,11 +145,11 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_last_state(dataset_root, 
     calls = {"n": 0}
     real_loss = training.position_loss
 
-    def dies_on_third_step(predicted, batch):
+    def dies_on_third_step(predicted, batch, kind):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_loss(predicted, batch)
+        return real_loss(predicted, batch, kind)
 
     out = tmp_path / "m.pt"
     monkeypatch.setattr(training, "position_loss", dies_on_third_step)
@@ -207,6 +208,15 @@ def test_position_loss_ignores_vacancy_nodes_and_weights_graphs(dataset_root, ca
     first = atoms & (batch.batch == 0)
     assert float(position_loss(predicted, batch)) == pytest.approx(
         float(torch.linalg.norm(predicted[first] - batch.y[first], dim=-1).mean()), rel=1e-5)
+    # component-l1 is what the metrics score: the structure's MAE over |dx|, |dy|, |dz| of its real atoms
+    assert float(position_loss(predicted, batch, "component-l1")) == pytest.approx(
+        structure_errors(graphs[0], predicted[batch.batch == 0])["mae"], rel=1e-5)
+    assert float(position_loss(predicted, batch, "component-l1")) < float(position_loss(predicted, batch))
+
+
+def test_an_unknown_loss_is_a_one_line_error():
+    with pytest.raises(DefiNetInputError, match="--loss huber: expected one of distance, component-l1"):
+        TrainConfig(loss="huber")
 
 
 def test_partway_starts_move_each_structure_one_fraction_towards_its_relaxed_positions(dataset_root, cache_dir):
