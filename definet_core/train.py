@@ -145,7 +145,7 @@ def position_loss(predicted: torch.Tensor, batch: Data, kind: str = "distance") 
     """Mean per-atom error against the DFT positions over non-vacancy nodes: the distance, or with ``kind``
     ``component-l1`` the mean absolute error of the three components (``LOSSES``).
 
-    With a per-graph ``loss_weight`` on the batch, each atom's distance is weighted by its graph's weight
+    With a per-graph ``loss_weight`` on the batch, each atom's error is weighted by its graph's weight
     (a weighted mean, equal to the plain mean when every weight is 1). Vacancy nodes get weight 0 rather
     than being indexed out, so the loss never waits for the GPU (boolean indexing would).
     """
