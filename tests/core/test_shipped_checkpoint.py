@@ -16,7 +16,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v8"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v9"]
     assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
@@ -25,13 +25,14 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    gaussian = read_checkpoint("definet_2d_v8")
+    gaussian = read_checkpoint("definet_2d_v9")
     assert {42, 16, 74, 34, 5, 7} <= set(gaussian["trained_elements"])  # Mo S W Se B N
     assert gaussian["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert gaussian["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
     assert gaussian["domain"]["max_defect_fraction"] == 0.125  # 24 of 192 sites: the densest training cells
-    members = gaussian["metadata"]["average_of"]  # two fine-tunes of definet_2d_v7, averaged (definet average)
-    assert len(members) == 2 and all(m["train_structures"] == 18466 for m in members)  # high density 3x an epoch
+    members = gaussian["metadata"]["average_of"]  # definet_2d_v8's weights and their component-l1 fine-tune
+    assert [m["checkpoint"].split("@")[0] for m in members] == ["definet_2d_v8_soup", "v8_l1"]
+    assert members[1]["init"] == "definet_2d_v8" and members[1]["train_structures"] == 18466  # high density 3x
     assert gaussian["config"]["radial_basis"] == "gaussian" and gaussian["config"]["num_rbf"] == 128
     assert not gaussian["config"].get("gaussian_reach")  # stored whole; prediction prunes (test_reference_model)
     assert gaussian["domain"] == read_checkpoint("definet_2d_v7")["domain"]
@@ -46,9 +47,11 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
     assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
     assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
-    previous = read_router("definet_v10")  # the default before: the same route with definet_2d_dilute_v3
-    assert previous.routes == router.routes
-    assert [spec.split("@")[0] for spec in previous.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
+    previous = read_router("definet_v11")  # the default before: the same specialists and bulk, 2D to definet_2d_v8
+    assert previous.specialists == router.specialists and previous.routes["bulk"] == router.routes["bulk"]
+    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v8"]
+    v10 = read_router("definet_v10")  # as definet_v11 with definet_2d_dilute_v3
+    assert [spec.split("@")[0] for spec in v10.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in read_router("definet_v9").routes["2D"]] == ["definet_2d_v7"]
     assert [spec.split("@")[0] for spec in read_router("definet_v8").routes["2D"]] == ["definet_2d_v6"]
     assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
@@ -71,10 +74,11 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v8"), (None, "high_density/WSe2", 0.6, "definet_2d_v8"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v9"), (None, "high_density/WSe2", 0.6, "definet_2d_v9"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
-    ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7")])
+    ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
+    ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(checkpoint, device="cpu")
