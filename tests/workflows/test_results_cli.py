@@ -42,6 +42,18 @@ def test_summary_rows_order_checkpoints_by_version():
     assert [r["checkpoint"] for r in summarize(docs)] == ["definet_v9@1", "definet_v10@2", "definet_v11@3"]
 
 
+def test_step_plot_wraps_many_groups_onto_rows(tmp_path):
+    from PIL import Image
+
+    from workflows.reports.validation import PLOT_COLUMNS, steps_plot
+
+    docs = [doc("a", f"h{i}", "emt", 10 + i, 30) for i in range(PLOT_COLUMNS + 2)]  # six groups: two rows
+    steps_plot(docs[:1], tmp_path / "single.png")
+    steps_plot(docs, tmp_path / "many.png")
+    many, single = Image.open(tmp_path / "many.png").size, Image.open(tmp_path / "single.png").size
+    assert many[0] == PLOT_COLUMNS * single[0] and many[1] == 2 * single[1]
+
+
 def test_results_command_writes_table_json_and_plot(populated, tmp_path, capsys):
     out, plot = tmp_path / "r.json", tmp_path / "steps.png"
     assert main(["results", *populated, "--json", str(out), "--plot", str(plot)]) == 0

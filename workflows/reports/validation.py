@@ -14,6 +14,10 @@ def _stat(values: list[int | float], fn: Any) -> float | None:
     return float(fn(values)) if values else None
 
 
+PLOT_COLUMNS = 4
+"""Panels per row of the step histogram: many hosts or checkpoints wrap onto further rows."""
+
+
 def start_label(doc: dict[str, Any]) -> str:
     """The run a document belongs to: its start policy, with ``+cmp`` when the comparison relaxations ran."""
     return doc.get("start_policy", "auto") + ("+cmp" if doc.get("comparison", True) else "")
@@ -79,7 +83,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
     """Histograms of ionic steps from the prediction and from the unrelaxed start, one panel per ``grouped``
-    group."""
+    group, ``PLOT_COLUMNS`` panels a row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,9 +91,12 @@ def steps_plot(docs: list[dict[str, Any]], path: str | Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     groups = grouped(docs)
-    n = max(len(groups), 1)
-    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
-    for ax, ((host, relaxer, checkpoint, start), group) in zip(axes[0], groups, strict=False):
+    columns = min(max(len(groups), 1), PLOT_COLUMNS)
+    rows = max(1, -(-len(groups) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.ravel()[len(groups):]:
+        ax.axis("off")
+    for ax, ((host, relaxer, checkpoint, start), group) in zip(axes.ravel(), groups, strict=False):
         predicted = [d["steps_from_prediction"] for d in group if d.get("steps_from_prediction") is not None]
         unrelaxed = [d["steps_from_unrelaxed"] for d in group if d.get("steps_from_unrelaxed") is not None]
         top = max([*predicted, *unrelaxed, 1])
