@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 
+PLOT_COLUMNS = 4
+"""Panels per row of the step histogram: many hosts or checkpoints wrap onto further rows."""
+
 
 def _stat(values: list[int | float], fn: Any) -> float | None:
     return float(fn(values)) if values else None
-
-
-PLOT_COLUMNS = 4
-"""Panels per row of the step histogram: many hosts or checkpoints wrap onto further rows."""
 
 
 def start_label(doc: dict[str, Any]) -> str:
