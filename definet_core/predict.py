@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +399,14 @@ def checkpoint_id(checkpoint: str | Path | None) -> str:
     """``<file stem>@<first 12 hex of its sha256>``: names a checkpoint by its content (``resolve_checkpoint``)."""
     path = resolve_checkpoint(checkpoint)
     return f"{path.stem}@{content_hash(path)[:12]}"
+
+
+def ensemble_id(specs: Iterable[str | Path | None]) -> str:
+    """What documents predicted by the mean of these checkpoints record as their checkpoint: each one's
+    ``checkpoint_id``, joined by ``+`` in the order given (``None``: the default). A spec already written as an id
+    (``name@hash``, not a file) is kept as it is, so documents of an older version of a file or name still match."""
+    return "+".join(spec if isinstance(spec, str) and "@" in spec and not Path(spec).is_file() else checkpoint_id(spec)
+                    for spec in specs)
 
 
 def to_structure(original: Structure, graph: Data, positions: torch.Tensor) -> Structure:

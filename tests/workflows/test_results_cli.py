@@ -111,6 +111,15 @@ def test_results_keep_checkpoints_apart_and_filter_on_them(populated, mongo_uri,
     assert len(json.loads(out.read_text())["rows"]) == 3  # c@1 on both hosts, definet_v11 on MoS2-1L
 
 
+def test_ensemble_id_names_the_default_files_and_stored_ids():
+    """``None`` is the default; a file is named by its content; a stored ``name@hash`` is kept verbatim."""
+    from definet_core.predict import checkpoint_id, ensemble_id
+
+    assert ensemble_id([None]) == checkpoint_id(None)
+    assert ensemble_id([None, "definet_2d_seed1"]) == f"{checkpoint_id(None)}+{checkpoint_id('definet_2d_seed1')}"
+    assert ensemble_id(["definet_v3@0123456789ab", "definet_2d_seed1"]).startswith("definet_v3@0123456789ab+")
+
+
 def test_results_for_an_unknown_checkpoint_is_a_one_line_error(populated, capsys):
     assert main(["results", *populated, "--checkpoint", "definet_v99"]) == 2
     err = capsys.readouterr().err.strip()

@@ -126,7 +126,7 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     """Run the validation flow locally against the configured (or embedded) database; return its documents: those
     of these hosts, relaxer and start policy predicted by this checkpoint (and companions), not those an earlier run
     with another checkpoint left in the same database."""
-    from definet_core.predict import checkpoint_id
+    from definet_core.predict import ensemble_id
     from workflows.flows.validation import prepare_flow
     from workflows.storage.server import StoreSettings
     from workflows.storage.stores import ValidationStore
@@ -134,7 +134,7 @@ def run_validation(host_specs: list[str], enumeration: EnumerationSettings, rela
     flow, host_ids = prepare_flow(host_specs, enumeration, relaxer, checkpoint, device, comparison, fmax, start,
                                   companions)
     settings = StoreSettings.from_env(**store_options)
-    predictor_id = "+".join(checkpoint_id(spec) for spec in (checkpoint, *companions))  # as the documents record it
+    predictor_id = ensemble_id((checkpoint, *companions))
     with run_flow_locally(flow, settings) as uri, ValidationStore(uri, settings.database) as store:
         docs = store.query(hosts=host_ids, relaxers=[relaxer], start_policies=[start], comparison=comparison,
                            checkpoints=[predictor_id])
@@ -149,21 +149,12 @@ def _run(args: argparse.Namespace) -> None:
     report(docs, args.json_out, args.plot)
 
 
-def stored_checkpoint_id(spec: str) -> str:
-    """The checkpoint id that documents predicted by ``spec`` record: for each ``+``-separated part, a file's or
-    packaged name's current id (``checkpoint_id``), or the part itself where it is already an id (``name@hash``;
-    an older version of a file or name still matches its documents)."""
-    from definet_core.predict import checkpoint_id
-
-    return "+".join(part if "@" in part and not Path(part).is_file() else checkpoint_id(part)
-                    for part in spec.split("+"))
-
-
 def _results(args: argparse.Namespace) -> None:
+    from definet_core.predict import ensemble_id
     from workflows.storage.server import StoreSettings, open_database
     from workflows.storage.stores import ValidationStore
 
-    checkpoints = [stored_checkpoint_id(spec) for spec in args.checkpoints or ()]
+    checkpoints = [ensemble_id(spec.split("+")) for spec in args.checkpoints or ()]
     settings = StoreSettings.from_env(**store_args(args))
     with open_database(settings) as uri, ValidationStore(uri, settings.database) as store:
         docs = store.query(hosts=args.host, relaxers=args.relaxer, start_policies=args.starts, checkpoints=checkpoints)

@@ -31,12 +31,18 @@ def checkpoint_names(checkpoint_id: str) -> str:
 def grouped(docs: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str, str], list[dict[str, Any]]]]:
     """Documents by (host, relaxer, checkpoint, start label), sorted (checkpoints by version: ``definet_v9``
     before ``definet_v10``): runs of different checkpoints or start policies stay apart."""
-    from definet_core.checkpoint import version_order
-
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for doc in docs:
         groups[(doc["host_id"], doc["relaxer"], doc["checkpoint"], start_label(doc))].append(doc)
-    return sorted(groups.items(), key=lambda item: (*item[0][:2], version_order(item[0][2]), item[0][3]))
+    return sorted(groups.items(), key=_group_order)
+
+
+def _group_order(group: tuple[tuple[str, str, str, str], list[dict[str, Any]]]) -> tuple[Any, ...]:
+    """Sort key of one ``grouped`` item: host, relaxer, the checkpoint's version (``version_order``), start label."""
+    from definet_core.checkpoint import version_order
+
+    (host, relaxer, checkpoint, start), _ = group
+    return host, relaxer, version_order(checkpoint), start
 
 
 def summarize(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
