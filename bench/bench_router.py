@@ -121,7 +121,7 @@ def main() -> None:
     workloads = {"MoS2 8x8 (2D route)": (routing.routes["2D"][0], mos2_cases(args.n)),
                  "Si mp-149 (bulk route)": (routing.routes["bulk"][0], silicon_cases(args.n))}
     if routing.specialists.get("2D"):
-        workloads["MoS2 8x8 single defects"] = (routing.specialists["2D"][0], dilute_mos2_cases(args.n))
+        workloads["MoS2 8x8 single defects"] = (routing.specialists["2D"][0][0], dilute_mos2_cases(args.n))
     print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
     for name, (route, cases) in workloads.items():
         alone, routed = rate(Predictor(route, device="cpu"), cases, args.repeats), rate(router, cases, args.repeats)

@@ -112,15 +112,16 @@ class Router:
     by its own checkpoint, or an ensemble of several, each named as ``name@sha12`` so the router pins the
     weights; kinds without a route go to ``default``'s, whose domain then refuses them. ``spread_bounds``: per
     kind, the ensemble spread (A) above which that route's predictions are out of domain. ``specialists``: per
-    kind, checkpoints tried in order before its route; the first whose applicability domain accepts a
-    structure's input (``applicability.input_reasons``: its hosts, elements, defect kinds, cell sizes and
-    share of defect sites) serves it, e.g. a model fine-tuned on dilute defects of two hosts."""
+    kind, checkpoints tried in order before its route, each one checkpoint or an ensemble of several (pinned
+    alike); the first whose applicability domain (an ensemble's: its first member's) accepts a structure's input
+    (``applicability.input_reasons``: its hosts, elements, defect kinds, cell sizes and share of defect sites)
+    serves it, e.g. a model fine-tuned on dilute defects of two hosts."""
 
     routes: dict[str, list[str]]
     default: str
     spread_bounds: dict[str, float]
     metadata: dict[str, Any]
-    specialists: dict[str, list[str]] = field(default_factory=dict)
+    specialists: dict[str, list[list[str]]] = field(default_factory=dict)
 
 
 def read_payload(spec: str | Path | None = None) -> dict[str, Any]:
@@ -146,15 +147,20 @@ def router_of(payload: dict[str, Any]) -> Router | None:
     if payload["format"] != ROUTER_FORMAT:
         return None
     routes = {kind: [specs] if isinstance(specs, str) else list(specs) for kind, specs in payload["routes"].items()}
+    specialists = {kind: [[specs] if isinstance(specs, str) else list(specs) for specs in ensembles]
+                   for kind, ensembles in payload.get("specialists", {}).items()}  # before version 4: one each
     return Router(routes, payload["default"], dict(payload.get("spread_bounds", {})), payload.get("metadata", {}),
-                  {kind: list(specs) for kind, specs in payload.get("specialists", {}).items()})
+                  specialists)
 
 
 def serves_spreads(spec: str | Path | None, companions: Sequence[str | Path] = ()) -> bool:
     """Whether predicting with checkpoint ``spec`` (and ``companions``) yields ensemble spreads: with companions,
-    or a router with an ensemble route (then only for the host kinds that route serves)."""
+    or a router with an ensemble route or specialist (then only for the structures those serve)."""
     router = read_router(spec)
-    return bool(companions) or (router is not None and any(len(specs) > 1 for specs in router.routes.values()))
+    if companions or router is None:
+        return bool(companions)
+    specialists = (members for per_kind in router.specialists.values() for members in per_kind)
+    return any(len(members) > 1 for members in [*router.routes.values(), *specialists])
 
 
 def pinned(spec: str | Path) -> str:
@@ -168,28 +174,31 @@ def pinned(spec: str | Path) -> str:
 
 def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
                 spread_bounds: dict[str, float] | None = None, metadata: dict[str, Any] | None = None,
-                specialists: dict[str, list[str]] | None = None) -> None:
+                specialists: dict[str, list[list[str]]] | None = None) -> None:
     """Write a routing checkpoint: ``routes`` maps host kinds to one checkpoint of weights or an ensemble of
     several (each ``pinned``), ``default`` is the kind whose route serves the others, ``spread_bounds`` the
-    ensemble spread above which a kind's predictions are out of domain, ``specialists`` the checkpoints tried
-    before a kind's route (``Router``). A specialist needs an applicability domain and the graph settings of its
-    kind's route (the graph is built before the model that serves it is chosen)."""
+    ensemble spread above which a kind's predictions are out of domain, ``specialists`` the checkpoints (or
+    ensembles) tried before a kind's route (``Router``). A specialist's first member needs an applicability
+    domain and the graph settings of its kind's route (the graph is built before the model that serves it is
+    chosen)."""
     if default not in routes:
         raise DefiNetInputError(f"--default {default}: not one of the routes ({', '.join(routes)})")
     for kind, bound in (spread_bounds or {}).items():
         if len(routes.get(kind, [])) < 2:
             raise DefiNetInputError(f"--spread-bound {kind}={bound}: needs an ensemble route for {kind} (KIND=A,B)")
-    for spec in (spec for specs in [*routes.values(), *(specialists or {}).values()] for spec in specs):
+    ensembles = {kind: list(specs) for kind, specs in (specialists or {}).items()}
+    named = [*routes.values(), *(members for per_kind in ensembles.values() for members in per_kind)]
+    for spec in (spec for members in named for spec in members):
         if read_router(spec) is not None:
             raise DefiNetInputError(f"{spec}: a route must name a checkpoint of weights, not another router")
-    for kind, specs in (specialists or {}).items():
-        for spec in specs:
-            check_specialist(kind, spec, routes)
-    save_atomically({"format": ROUTER_FORMAT, "version": 3,
+    for kind, specs in ensembles.items():
+        for members in specs:
+            check_specialist(kind, members[0], routes)
+    save_atomically({"format": ROUTER_FORMAT, "version": 4,
                      "routes": {kind: [pinned(spec) for spec in specs] for kind, specs in routes.items()},
                      "default": default, "spread_bounds": dict(spread_bounds or {}), "metadata": metadata or {},
-                     "specialists": {kind: [pinned(spec) for spec in specs]
-                                     for kind, specs in (specialists or {}).items()}},
+                     "specialists": {kind: [[pinned(spec) for spec in members] for members in specs]
+                                     for kind, specs in ensembles.items()}},
                     Path(path))
 
 

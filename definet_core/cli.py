@@ -124,10 +124,10 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
                              "(repeatable)")
     router.add_argument("--spread-bound", action="append", default=[], metavar="KIND=A",
                         help="out of domain above this ensemble spread (A) for an ensemble route (repeatable)")
-    router.add_argument("--specialist", action="append", default=[], metavar="KIND=CHECKPOINT",
-                        help="a checkpoint tried before KIND's route: it serves the structures its applicability "
-                             "domain accepts (hosts, elements, defect kinds, cell size, share of defect sites); "
-                             "repeatable, tried in order")
+    router.add_argument("--specialist", action="append", default=[], metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
+                        help="a checkpoint, or an ensemble, tried before KIND's route: it serves the structures its "
+                             "(first member's) applicability domain accepts (hosts, elements, defect kinds, cell "
+                             "size, share of defect sites); repeatable, tried in order")
     router.add_argument("--default", required=True, help="the kind whose checkpoint serves kinds without a route")
     router.add_argument("-o", "--out", required=True, help="routing checkpoint to write")
     router.set_defaults(handler=_router)
@@ -281,12 +281,12 @@ def _router(args: argparse.Namespace) -> None:
             bounds[kind] = float(bound)
         except ValueError:
             raise DefiNetInputError(f"--spread-bound {item}: expected KIND=A with A a spread in A") from None
-    specialists: dict[str, list[str]] = {}
+    specialists: dict[str, list[list[str]]] = {}
     for item in args.specialist:
-        kind, _, spec = item.partition("=")
-        if not spec:
-            raise DefiNetInputError(f"--specialist {item}: expected KIND=CHECKPOINT")
-        specialists.setdefault(kind, []).append(spec)
+        kind, _, specs = item.partition("=")
+        if not specs:
+            raise DefiNetInputError(f"--specialist {item}: expected KIND=CHECKPOINT[,CHECKPOINT...]")
+        specialists.setdefault(kind, []).append(specs.split(","))
     save_router(args.out, routes, args.default, bounds, specialists=specialists)
     router = read_router(args.out)
     print(json.dumps({"router": args.out, "routes": router.routes, "spread_bounds": router.spread_bounds,

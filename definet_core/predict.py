@@ -93,9 +93,10 @@ class Predictor:
         """A routing checkpoint's predictor per host kind (``checkpoint.Router``; a route of several checkpoints
         is an ensemble); empty for a checkpoint of weights. Each structure's graph is built at the graph settings
         of its host kind's route (``graph_settings``) and served by that route, or by one of its specialists."""
-        self.specialists = {kind: [Predictor(spec, device, batch_size, compile=compile) for spec in specs]
-                            for kind, specs in (router.specialists.items() if router else ())}
-        """A routing checkpoint's specialists per host kind, tried before its route (``route``)."""
+        self.specialists = {kind: [Predictor(specs[0], device, batch_size, specs[1:], compile) for specs in ensembles]
+                            for kind, ensembles in (router.specialists.items() if router else ())}
+        """A routing checkpoint's specialists per host kind (each one model or an ensemble), tried before its route
+        (``route``)."""
         if router is not None:
             primary = self.routes[router.default]
             self.default_route = router.default

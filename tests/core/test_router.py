@@ -123,8 +123,12 @@ def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
     assert "definet_2d@" in capsys.readouterr().out
     assert definet(["router", "--route", "2D=definet_2d_v4", "--specialist", "2D=definet_2d_v5", "--default", "2D",
                     "-o", str(out)]) == 0
-    assert read_router(out).specialists == {"2D": [checkpoint_id("definet_2d_v5")]}
-    assert '"specialists": {"2D": ["definet_2d_v5@' in capsys.readouterr().out
+    assert read_router(out).specialists == {"2D": [[checkpoint_id("definet_2d_v5")]]}
+    assert '"specialists": {"2D": [["definet_2d_v5@' in capsys.readouterr().out
+    assert definet(["router", "--route", "2D=definet_2d_v4", "--specialist", "2D=definet_2d_v5,definet_2d_seed1",
+                    "--default", "2D", "-o", str(out)]) == 0
+    assert read_router(out).specialists == {"2D": [[checkpoint_id("definet_2d_v5"), checkpoint_id("definet_2d_seed1")]]}
+    capsys.readouterr()
     assert definet(["router", "--route", "2D=definet_2d_v2", "--spread-bound", "2D=wide", "--default", "2D",
                     "-o", str(tmp_path / "y.pt")]) == 2
     assert "--spread-bound 2D=wide: expected KIND=A" in capsys.readouterr().err
@@ -148,8 +152,8 @@ def dilute_specialist(tmp_path_factory):
 
 def test_a_specialist_serves_what_its_domain_accepts_and_the_route_the_rest(dilute_specialist, tmp_path):
     path = tmp_path / "routed.pt"
-    save_router(path, {"2D": ["definet_2d_v2"]}, default="2D", specialists={"2D": [str(dilute_specialist)]})
-    assert read_router(path).specialists == {"2D": [str(dilute_specialist.resolve())]}
+    save_router(path, {"2D": ["definet_2d_v2"]}, default="2D", specialists={"2D": [[str(dilute_specialist)]]})
+    assert read_router(path).specialists == {"2D": [[str(dilute_specialist.resolve())]]}
     rng = np.random.default_rng(2)
     dilute, host = random_defect_cell(rng, size=6, n_vacancies=1, n_substitutions=1, c=20.0)  # 2 of 108 sites
     dense, _ = random_defect_cell(rng, size=6, n_vacancies=2, n_substitutions=1, c=20.0)  # 3 of 108
@@ -166,10 +170,41 @@ def test_a_specialist_serves_what_its_domain_accepts_and_the_route_the_rest(dilu
 def test_a_specialist_needs_a_route_a_domain_and_the_routes_graphs(dilute_specialist, tmp_path, tiny_checkpoint):
     out = tmp_path / "x.pt"
     with pytest.raises(DefiNetInputError, match=r"--specialist bulk=.*: no --route for bulk to fall back on$"):
-        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"bulk": [str(dilute_specialist)]})
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"bulk": [[str(dilute_specialist)]]})
     with pytest.raises(DefiNetInputError, match=r"tiny\.pt: stores no applicability domain, which decides"):
-        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": [str(tiny_checkpoint)]})
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": [[str(tiny_checkpoint)]]})
     with pytest.raises(DefiNetInputError, match=r"reads 6\.0 A / 50 neighbours graphs, its route definet_2d_v2 "
                                                 r"5\.0 A / 24; they must read the same$"):
-        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": ["definet_2d_v4"]})
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": [["definet_2d_v4"]]})
+    with pytest.raises(DefiNetInputError, match="a route must name a checkpoint of weights, not another router"):
+        save_router(out, {"2D": ["definet_2d_v2"]}, "2D", specialists={"2D": [[str(dilute_specialist), "definet_v3"]]})
     assert not out.exists()
+
+
+def test_an_ensemble_specialist_serves_its_mean_and_spread(dilute_specialist, tmp_path):
+    """A specialist of several checkpoints predicts as ``--companion`` would, and gives the spread: an error
+    estimate (and ``--select``) for the structures it serves; the route's structures have none."""
+    from definet_core.checkpoint import serves_spreads
+
+    path, single = tmp_path / "routed.pt", tmp_path / "single.pt"
+    save_router(path, {"2D": ["definet_2d_v2"]}, default="2D",
+                specialists={"2D": [[str(dilute_specialist), "definet_2d_v4"]]})  # the partner reads 6 A / 50
+    save_router(single, {"2D": ["definet_2d_v2"]}, default="2D", specialists={"2D": [[str(dilute_specialist)]]})
+    assert serves_spreads(path) and not serves_spreads(single)
+    rng = np.random.default_rng(2)
+    dilute, host = random_defect_cell(rng, size=6, n_vacancies=1, n_substitutions=1, c=20.0)
+    dense, _ = random_defect_cell(rng, size=6, n_vacancies=2, n_substitutions=1, c=20.0)
+    routed = Predictor(path, device="cpu").predictions([dilute, dense], host)
+    (pair,) = Predictor(dilute_specialist, device="cpu", companion="definet_2d_v4").predictions([dilute], host)
+    assert np.allclose(routed[0].structure.cart_coords, pair.structure.cart_coords)
+    assert routed[0].spread == pytest.approx(pair.spread) and routed[0].spread > 0
+    assert routed[1].spread is None
+
+
+def test_routers_written_before_ensemble_specialists_still_load():
+    """``definet_v12`` (router format version 3) names each specialist by one id, read as a one-member list."""
+    from definet_core.checkpoint import resolve_checkpoint
+
+    payload = torch.load(resolve_checkpoint("definet_v12"), weights_only=False)
+    assert payload["version"] == 3 and all(isinstance(s, str) for s in payload["specialists"]["2D"])
+    assert [len(members) for members in read_router("definet_v12").specialists["2D"]] == [1, 1]

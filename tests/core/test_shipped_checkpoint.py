@@ -17,10 +17,11 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
     assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v9"]
-    assert [spec.split("@")[0] for spec in router.specialists["2D"]] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
+    specialists = [spec for members in router.specialists["2D"] for spec in members]  # one model each
+    assert [spec.split("@")[0] for spec in specialists] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
-    for spec in router.routes["2D"] + router.specialists["2D"] + router.routes["bulk"]:
+    for spec in router.routes["2D"] + specialists + router.routes["bulk"]:
         assert resolve_checkpoint(spec).stat().st_size < 25 * 2**20
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
@@ -51,17 +52,32 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     assert previous.specialists == router.specialists and previous.routes["bulk"] == router.routes["bulk"]
     assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v8"]
     v10 = read_router("definet_v10")  # as definet_v11 with definet_2d_dilute_v3
-    assert [spec.split("@")[0] for spec in v10.specialists["2D"]] == ["definet_2d_dilute_v3", "definet_2d_v6_hbn"]
+    assert [[m.split("@")[0] for m in members] for members in v10.specialists["2D"]] == [["definet_2d_dilute_v3"],
+                                                                                         ["definet_2d_v6_hbn"]]
     assert [spec.split("@")[0] for spec in read_router("definet_v9").routes["2D"]] == ["definet_2d_v7"]
     assert [spec.split("@")[0] for spec in read_router("definet_v8").routes["2D"]] == ["definet_2d_v6"]
-    assert read_router("definet_v7").specialists["2D"][0].startswith("definet_2d_dilute_v2@")
-    assert read_router("definet_v6").specialists["2D"][0].startswith("definet_2d_dilute_v1@")  # previous defaults stay
+    assert read_router("definet_v7").specialists["2D"][0][0].startswith("definet_2d_dilute_v2@")
+    assert read_router("definet_v6").specialists["2D"][0][0].startswith("definet_2d_dilute_v1@")  # earlier defaults
     assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
     assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
     assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")
     bulk = read_checkpoint("definet_bulk_v1")
     assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
     assert bulk["metadata"]["train_config"]["min_atoms"] == 16
+
+
+def test_the_ensemble_router_pairs_the_default_with_models_of_other_lineages():
+    """``definet_v12_ensemble``: the default's routes with a second, independently trained member where one helps
+    on val (2D route, hBN specialist); the dilute specialist and the bulk ensemble as the default's."""
+    from definet_core.checkpoint import serves_spreads
+
+    default, ensemble = read_router(None), read_router("definet_v12_ensemble")
+    names = [[m.split("@")[0] for m in members] for members in ensemble.specialists["2D"]]
+    assert names == [["definet_2d_dilute_v4"], ["definet_2d_v6_hbn", "definet_2d_seed1"]]
+    assert [m.split("@")[0] for m in ensemble.routes["2D"]] == ["definet_2d_v9", "definet_2d_v6"]
+    assert ensemble.routes["2D"][0] == default.routes["2D"][0] and ensemble.routes["bulk"] == default.routes["bulk"]
+    assert ensemble.specialists["2D"][0] == default.specialists["2D"][0]
+    assert ensemble.spread_bounds == default.spread_bounds and serves_spreads("definet_v12_ensemble")
 
 
 def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
@@ -78,7 +94,9 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
     ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
-    ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8")])
+    ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8"),
+    ("definet_v12_ensemble", "high_density/GaSe", 0.6, "definet_2d_v9"),
+    ("definet_v12_ensemble", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
     data = MaterialSet(shared_data_or_skip() / material)
     predictor = Predictor(checkpoint, device="cpu")
