@@ -118,6 +118,18 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     average.add_argument("-o", "--out", required=True, help="checkpoint to write")
     average.set_defaults(handler=_average)
 
+    pseudo = subparsers.add_parser("pseudo-label", help="new arrangements of a dataset's train defects, relaxed by a "
+                                                        "teacher, in the layout `definet train` reads")
+    pseudo.add_argument("--data", required=True, help="dataset root or material directory (its train splits)")
+    pseudo.add_argument("--teacher", default="definet_v12_ensemble",
+                        help="checkpoint or router whose (mean) prediction labels them; out-of-domain ones are dropped")
+    pseudo.add_argument("--copies", type=int, default=1, help="rearrangements per train cell")
+    pseudo.add_argument("--seed", type=int, default=0)
+    pseudo.add_argument("--device", default="auto")
+    pseudo.add_argument("-o", "--out", required=True,
+                        help="root to write (each set at its path under --data; complete sets are kept)")
+    pseudo.set_defaults(handler=_pseudo_label)
+
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
     router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
                         help="host kind (2D, bulk, 1D, 0D) and the checkpoint, or the ensemble, that serves it "
@@ -262,6 +274,17 @@ def _average(args: argparse.Namespace) -> None:
     save_checkpoint(args.out, model, payload["trained_elements"], metadata, domain=payload["domain"])
     print(json.dumps({"checkpoint": args.out, "average_of": [m["checkpoint"] for m in metadata["average_of"]],
                       "val_ratio": metadata.get("val_ratio")}))
+
+
+def _pseudo_label(args: argparse.Namespace) -> None:
+    from dataclasses import asdict
+
+    from definet_core.predict import Predictor
+    from definet_core.pseudo_labels import write_pseudo_sets
+
+    with Predictor(args.teacher, device=args.device) as teacher:
+        written = write_pseudo_sets(args.data, args.out, teacher, args.copies, args.seed)
+    print(json.dumps({"out": args.out, "teacher": teacher.checkpoint, "sets": [asdict(w) for w in written]}))
 
 
 def _router(args: argparse.Namespace) -> None:
