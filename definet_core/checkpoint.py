@@ -22,7 +22,7 @@ ROUTER_FORMAT = "definet-router"
 """A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v12.pt"
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v13.pt"
 """The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v9`` (6 A / 50 graphs, Gaussian
 radial basis; the weight average of ``definet_2d_v8`` and its fine-tune on the component-l1 loss) with two
 specialists tried first,

@@ -16,7 +16,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v9"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v10"]
     specialists = [spec for members in router.specialists["2D"] for spec in members]  # one model each
     assert [spec.split("@")[0] for spec in specialists] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
@@ -26,7 +26,12 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
+    student = read_checkpoint("definet_2d_v10")  # definet_2d_v9 trained on DFT and pseudo-labelled pairs
+    assert student["metadata"]["init"] == "definet_2d_v9"
+    assert any("pseudo" in root for root in student["metadata"]["data"])
+    assert student["metadata"]["train_config"]["loss"] == "component-l1"
     gaussian = read_checkpoint("definet_2d_v9")
+    assert student["config"] == gaussian["config"] and student["domain"] == gaussian["domain"]
     assert {42, 16, 74, 34, 5, 7} <= set(gaussian["trained_elements"])  # Mo S W Se B N
     assert gaussian["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert gaussian["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
@@ -48,9 +53,11 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
     assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
     assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
-    previous = read_router("definet_v11")  # the default before: the same specialists and bulk, 2D to definet_2d_v8
+    previous = read_router("definet_v12")  # the default before: the same specialists and bulk, 2D to definet_2d_v9
     assert previous.specialists == router.specialists and previous.routes["bulk"] == router.routes["bulk"]
-    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v8"]
+    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v9"]
+    v11 = read_router("definet_v11")  # as definet_v12 with definet_2d_v8
+    assert v11.specialists == router.specialists and v11.routes["2D"][0].startswith("definet_2d_v8@")
     v10 = read_router("definet_v10")  # as definet_v11 with definet_2d_dilute_v3
     assert [[m.split("@")[0] for m in members] for members in v10.specialists["2D"]] == [["definet_2d_dilute_v3"],
                                                                                          ["definet_2d_v6_hbn"]]
@@ -71,7 +78,7 @@ def test_the_ensemble_router_pairs_the_default_with_models_of_other_lineages():
     on val (2D route, hBN specialist); the dilute specialist and the bulk ensemble as the default's."""
     from definet_core.checkpoint import serves_spreads
 
-    default, ensemble = read_router(None), read_router("definet_v12_ensemble")
+    default, ensemble = read_router("definet_v12"), read_router("definet_v12_ensemble")
     names = [[m.split("@")[0] for m in members] for members in ensemble.specialists["2D"]]
     assert names == [["definet_2d_dilute_v4"], ["definet_2d_v6_hbn", "definet_2d_seed1"]]
     assert [m.split("@")[0] for m in ensemble.routes["2D"]] == ["definet_2d_v9", "definet_2d_v6"]
@@ -90,11 +97,12 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v9"), (None, "high_density/WSe2", 0.6, "definet_2d_v9"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v10"), (None, "high_density/WSe2", 0.6, "definet_2d_v10"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
     ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
     ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8"),
+    ("definet_v12", "high_density/GaSe", 0.6, "definet_2d_v9"),
     ("definet_v12_ensemble", "high_density/GaSe", 0.6, "definet_2d_v9"),
     ("definet_v12_ensemble", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
