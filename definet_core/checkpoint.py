@@ -186,7 +186,7 @@ def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
     for kind, bound in (spread_bounds or {}).items():
         if len(routes.get(kind, [])) < 2:
             raise DefiNetInputError(f"--spread-bound {kind}={bound}: needs an ensemble route for {kind} (KIND=A,B)")
-    ensembles = {kind: list(specs) for kind, specs in (specialists or {}).items()}
+    ensembles = specialists or {}
     named = [*routes.values(), *(members for per_kind in ensembles.values() for members in per_kind)]
     for spec in (spec for members in named for spec in members):
         if read_router(spec) is not None:

@@ -181,7 +181,7 @@ def match_to_pristine(defect: Structure, pristine_numbers: np.ndarray, pristine_
     """
     numbers = atomic_numbers_of(defect, name)
     lattice, coords = defect.lattice, defect.cart_coords
-    site_of_atom = _nearest_sites(coords, pristine_coords, lattice, tolerance)
+    site_of_atom = nearest_sites(coords, pristine_coords, lattice, tolerance)
     markers = np.full(len(defect), Marker.PRISTINE, dtype=np.int64)
     markers[site_of_atom < 0] = Marker.INTERSTITIAL
     matched = site_of_atom >= 0
@@ -204,7 +204,7 @@ def match_to_pristine(defect: Structure, pristine_numbers: np.ndarray, pristine_
     )
 
 
-def _nearest_sites(atoms: np.ndarray, sites: np.ndarray, lattice: Lattice, tolerance: float) -> np.ndarray:
+def nearest_sites(atoms: np.ndarray, sites: np.ndarray, lattice: Lattice, tolerance: float) -> np.ndarray:
     """Index of the pristine site each atom occupies (-1: none), one atom per site, closest wins."""
     centers, points, _, distances = find_points_in_spheres(
         np.ascontiguousarray(sites, dtype=float), np.ascontiguousarray(atoms, dtype=float), float(tolerance),

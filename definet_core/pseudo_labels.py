@@ -10,6 +10,7 @@ new inputs): ``definet pseudo-label``.
 from __future__ import annotations
 
 import csv
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pymatgen.core import Structure
 from definet_core.dataset import MaterialSet, find_material_sets, material_key
 from definet_core.errors import DefiNetInputError
 from definet_core.io import read_structure
-from definet_core.markers import MATCH_TOLERANCE, pristine_supercell
+from definet_core.markers import MATCH_TOLERANCE, nearest_sites, pristine_supercell
 from definet_core.predict import Predictor
 
 
@@ -38,18 +39,17 @@ def rearranged_defects(unrelaxed: Structure, host: Structure, rng: np.random.Gen
     each sublattice, atoms and vacancies alike, shuffled among that sublattice's sites: the same defects, the
     same composition, other places."""
     pristine = pristine_supercell(host, unrelaxed.lattice, name=name)
-    distances = unrelaxed.lattice.get_all_distances(unrelaxed.frac_coords, pristine.frac_coords)
-    nearest = distances.argmin(axis=1)
-    offset = distances[np.arange(len(unrelaxed)), nearest]
-    if offset.max() > MATCH_TOLERANCE:
-        atom = int(offset.argmax())
-        raise DefiNetInputError(f"{name}: atom {atom} is {offset[atom]:.2f} A from the nearest site of the "
-                                "pristine supercell; rearranging needs an unrelaxed cell on the ideal lattice")
-    if len(set(nearest.tolist())) < len(unrelaxed):
+    site_of_atom = nearest_sites(unrelaxed.cart_coords, pristine.cart_coords, unrelaxed.lattice, MATCH_TOLERANCE)
+    if (site_of_atom < 0).any():
+        atom = int(np.flatnonzero(site_of_atom < 0)[0])
+        offset = unrelaxed.lattice.get_all_distances(unrelaxed.frac_coords[atom], pristine.frac_coords).min()
+        if offset > MATCH_TOLERANCE:
+            raise DefiNetInputError(f"{name}: atom {atom} is {offset:.2f} A from the nearest site of the pristine "
+                                    "supercell; rearranging needs an unrelaxed cell on the ideal lattice")
         raise DefiNetInputError(f"{name}: two atoms sit on one site of the pristine supercell (an interstitial); "
                                 "only substitutions and vacancies can be rearranged")
     occupants: list = [None] * len(pristine)  # the species on each pristine site; None: a vacancy
-    for atom, site in enumerate(nearest):
+    for atom, site in enumerate(site_of_atom):
         occupants[site] = unrelaxed[atom].species
     sublattice = np.array([site.specie.Z for site in pristine])
     for z in np.unique(sublattice):
@@ -79,7 +79,7 @@ def write_pseudo_set(material: MaterialSet, out: Path, teacher: Predictor, copie
             cells.append(rearranged_defects(unrelaxed, host, rng, name=f"{key}/{atoms_id}"))
     predictions = teacher.predictions(cells, host, progress=f"{key} pseudo-labels")
     (out / "CIF").mkdir(parents=True, exist_ok=True)
-    (out / host_path.name).write_bytes(host_path.read_bytes())
+    shutil.copyfile(host_path, out / host_path.name)
     kept = []
     for atoms_id, cell, prediction in zip(names, cells, predictions, strict=True):
         if prediction.verdict.in_domain:

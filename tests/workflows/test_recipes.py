@@ -105,11 +105,11 @@ def test_new_hosts_have_the_dataset_geometry(key, folder, cif):
 
 def _labels(structure: Structure, host: Structure) -> list[str]:
     """Defect labels (v_X, Y_X) of a structure against its host unit cell, from definet_core's markers."""
-    from definet_core.markers import _nearest_sites, pristine_supercell
+    from definet_core.markers import nearest_sites, pristine_supercell
 
     nodes = defect_nodes(structure, host)
     pristine = pristine_supercell(host, structure.lattice)
-    sites = _nearest_sites(structure.cart_coords, pristine.cart_coords, structure.lattice, 0.5)
+    sites = nearest_sites(structure.cart_coords, pristine.cart_coords, structure.lattice, 0.5)
     vacancies = [f"v_{el}" for el in (str(Structure(structure.lattice, [z], [[0, 0, 0]])[0].specie)
                                       for z in nodes.atomic_numbers[nodes.markers == Marker.VACANCY])]
     substitutions = [f"{structure[k].specie}_{pristine[int(sites[k])].specie}"
