@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Structure
+from tqdm import tqdm
 
 from definet_core.dataset import MaterialSet, find_material_sets, material_key
 from definet_core.errors import DefiNetInputError
@@ -61,38 +64,50 @@ def rearranged_defects(unrelaxed: Structure, host: Structure, rng: np.random.Gen
     return Structure(unrelaxed.lattice, [occupants[i] for i in kept], pristine.frac_coords[kept])
 
 
+LABEL_CHUNK = 256  # cells rearranged, predicted and written at a time: memory holds a chunk, not a whole set
+
+
+def _rearrangements(material: MaterialSet, host: Structure, copies: int, rng: np.random.Generator,
+                    key: str) -> Iterator[tuple[str, Structure]]:
+    """``(id, cell)`` for ``copies`` rearrangements of each train cell of ``material``, generated lazily."""
+    for atoms_id in material.split_ids("train"):
+        unrelaxed = read_structure(material.pair_paths(atoms_id)[0])
+        for copy in range(copies):
+            yield f"pseudo{copy}_{atoms_id}", rearranged_defects(unrelaxed, host, rng, name=f"{key}/{atoms_id}")
+
+
 def write_pseudo_set(material: MaterialSet, out: Path, teacher: Predictor, copies: int = 1, seed: int = 0,
                      key: str | None = None) -> PseudoSet:
     """``copies`` rearrangements (``rearranged_defects``) of each train cell of ``material``, predicted by
     ``teacher``; those it judges in domain are written under ``out`` in the dataset layout (``CIF/<id>_unrelaxed.cif``
     and ``_relaxed.cif``, the host unit cell, a ``train.csv`` and no val split), ``train.csv`` last, so a set
-    without it is incomplete. Ids are ``pseudo<copy>_<source id>``."""
+    without it is incomplete. Ids are ``pseudo<copy>_<source id>``. Cells are labelled ``LABEL_CHUNK`` at a time,
+    so memory does not grow with the set or ``copies``."""
     key = key or material.name
     host_path = material.unit_cell_path
     host = read_structure(host_path)
-    rng = np.random.default_rng(seed)
-    names, cells = [], []
-    for atoms_id in material.split_ids("train"):
-        unrelaxed = read_structure(material.pair_paths(atoms_id)[0])
-        for copy in range(copies):
-            names.append(f"pseudo{copy}_{atoms_id}")
-            cells.append(rearranged_defects(unrelaxed, host, rng, name=f"{key}/{atoms_id}"))
-    predictions = teacher.predictions(cells, host, progress=f"{key} pseudo-labels")
     (out / "CIF").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(host_path, out / host_path.name)
-    kept = []
-    for atoms_id, cell, prediction in zip(names, cells, predictions, strict=True):
-        if prediction.verdict.in_domain:
-            cell.to(filename=str(out / "CIF" / f"{atoms_id}_unrelaxed.cif"))
-            prediction.structure.to(filename=str(out / "CIF" / f"{atoms_id}_relaxed.cif"))
-            kept.append(atoms_id)
+    rearrangements = _rearrangements(material, host, copies, np.random.default_rng(seed), key)
+    generated, kept = 0, []
+    with tqdm(total=len(material.split_ids("train")) * copies, desc=f"{key} pseudo-labels", unit="cell") as bar:
+        while chunk := list(islice(rearrangements, LABEL_CHUNK)):
+            names, cells = zip(*chunk, strict=True)
+            for atoms_id, cell, prediction in zip(names, cells, teacher.predictions(list(cells), host),
+                                                  strict=True):
+                if prediction.verdict.in_domain:
+                    cell.to(filename=str(out / "CIF" / f"{atoms_id}_unrelaxed.cif"))
+                    prediction.structure.to(filename=str(out / "CIF" / f"{atoms_id}_relaxed.cif"))
+                    kept.append(atoms_id)
+            generated += len(cells)
+            bar.update(len(cells))
     partial = out / "train.csv.partial"
     with partial.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["atoms_id"])
         writer.writerows([atoms_id] for atoms_id in kept)
     partial.replace(out / "train.csv")
-    return PseudoSet(key, len(cells), len(kept))
+    return PseudoSet(key, generated, len(kept))
 
 
 def write_pseudo_sets(data: str | Path, out: str | Path, teacher: Predictor, copies: int = 1,

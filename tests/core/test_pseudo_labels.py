@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
+from definet_core import pseudo_labels
 from definet_core.dataset import MaterialSet, find_material_sets, load_split
 from definet_core.errors import DefiNetInputError
 from definet_core.io import read_structure
@@ -57,6 +58,23 @@ def test_pseudo_sets_are_the_teachers_predictions_in_the_dataset_layout(tmp_path
     assert np.allclose(relaxed.cart_coords, predicted.structure.cart_coords, atol=1e-4)  # CIF precision
     assert len(load_split(material, "train", 5.0, 24)) == 6  # `definet train` reads it
     assert write_pseudo_sets(data, out, teacher) == []  # complete sets are kept, not redone
+
+
+def test_labelling_in_chunks_writes_what_one_pass_writes(tmp_path, monkeypatch, tiny_checkpoint):
+    data = tmp_path / "data"
+    write_dataset(data, {"train": 3, "val": 1})
+    teacher = Predictor("definet_2d_v2", device="cpu")
+    write_pseudo_sets(data, tmp_path / "whole", teacher, copies=2, seed=3)
+    monkeypatch.setattr(pseudo_labels, "LABEL_CHUNK", 4)  # 6 cells: a chunk of 4, then one of 2
+    (written,) = write_pseudo_sets(data, tmp_path / "chunked", teacher, copies=2, seed=3)
+    assert written.generated == 6
+    whole, chunked = (find_material_sets(tmp_path / name)[0] for name in ("whole", "chunked"))
+    assert chunked.split_ids("train") == whole.split_ids("train")
+    for atoms_id in whole.split_ids("train"):
+        (unrelaxed, relaxed), (unrelaxed_chunked, relaxed_chunked) = (
+            [read_structure(path) for path in material.pair_paths(atoms_id)] for material in (whole, chunked))
+        assert unrelaxed == unrelaxed_chunked  # the same rearrangements
+        assert np.allclose(relaxed.cart_coords, relaxed_chunked.cart_coords, atol=1e-5)  # other batches: fp noise
 
 
 def test_the_pseudo_label_command_writes_sets_and_refuses_bad_input(tmp_path, capsys):
