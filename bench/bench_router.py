@@ -6,9 +6,10 @@
 Two workloads, each timed through the routing default and through the first model of the route that serves
 it, in this one process: dense-defect 8x8 MoS2 monolayer supercells (2D route, one model: the cost of
 routing) and Si vacancies and substitutions in the default bulk supercell of ``mp-149`` (bulk route, a
-two-model ensemble, against its first member alone: the ensemble's cost), plus a mixed list of both through
-the router. A router with a 2D specialist (``definet router --specialist``) adds single-defect 8x8 MoS2
-cells, which its specialist serves (timed against the specialist alone). Graph building, the model and the
+two-model ensemble, against its first member alone: the ensemble's cost), plus a mixed list of all through
+the router. Each 2D specialist (``definet router --specialist``) adds cells it serves, timed against its first
+member alone: dense-defect 8x8 hBN cells for one whose domain holds the B-N host system, single-defect 8x8
+MoS2 cells for another (the dilute specialist). Graph building, the model and the
 verdicts are all inside the timed call (batch 16, eager, CPU). Prints structures/s (best of ``--repeats``) and
 the ratio of the router to the route alone; with ``--previous``, also the ratio of the default to that earlier
 default on the same workloads (what a change of the default costs). ``--checkpoint``: time another router (a
@@ -33,7 +34,7 @@ import torch
 from pymatgen.core import Structure
 from time_predictions import best_rate  # bench/, this script's folder
 
-from definet_core.checkpoint import read_router
+from definet_core.checkpoint import read_checkpoint, read_router
 from definet_core.predict import Predictor
 
 
@@ -56,6 +57,17 @@ def dilute_mos2_cases(n: int) -> list[tuple[Structure, Structure]]:
     host_id, host = resolve_host("MoS2-1L")
     found = single_defects(host_id, host, np.diag([8, 8, 1]), substitutions={"Mo": ["W"], "S": ["Se"]})
     return [(found[i % len(found)].structure, found[i % len(found)].pristine) for i in range(n)]
+
+
+def dense_hbn_cases(n: int) -> list[tuple[Structure, Structure]]:
+    """``n`` dense-defect hBN 8x8 cases (B and N vacancies, C on either; 10 of 128 sites)."""
+    from workflows.defects.enumeration import dense_defects
+    from workflows.hosts import resolve_host
+
+    host_id, host = resolve_host("hBN-1L")
+    found = dense_defects(host_id, host, np.diag([8, 8, 1]), n, vacancies={"B": 2, "N": 2},
+                          substitutions={"B": {"C": 3}, "N": {"C": 3}}, seed=1)
+    return [(c.structure, c.pristine) for c in found]
 
 
 def silicon_cases(n: int) -> list[tuple[Structure, Structure]]:
@@ -120,8 +132,11 @@ def main() -> None:
     routing = read_router(args.checkpoint)  # each route's first model, pinned as the router names it
     workloads = {"MoS2 8x8 (2D route)": (routing.routes["2D"][0], mos2_cases(args.n)),
                  "Si mp-149 (bulk route)": (routing.routes["bulk"][0], silicon_cases(args.n))}
-    if routing.specialists.get("2D"):
-        workloads["MoS2 8x8 single defects"] = (routing.specialists["2D"][0][0], dilute_mos2_cases(args.n))
+    for members in routing.specialists.get("2D", []):  # each 2D specialist on cells it serves
+        if "B-N" in read_checkpoint(members[0])["domain"].get("host_systems", []):
+            workloads["hBN 8x8 (hBN specialist)"] = (members[0], dense_hbn_cases(args.n))
+        else:
+            workloads["MoS2 8x8 single defects"] = (members[0], dilute_mos2_cases(args.n))
     print(f"{router.checkpoint}, CPU, {args.threads} threads, {args.n} structures per workload, batch 16")
     for name, (route, cases) in workloads.items():
         alone, routed = rate(Predictor(route, device="cpu"), cases, args.repeats), rate(router, cases, args.repeats)
