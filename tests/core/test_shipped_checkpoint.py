@@ -16,9 +16,10 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v10"]
-    specialists = [spec for members in router.specialists["2D"] for spec in members]  # one model each
-    assert [spec.split("@")[0] for spec in specialists] == ["definet_2d_dilute_v4", "definet_2d_v6_hbn"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v11"]
+    names = [[spec.split("@")[0] for spec in members] for members in router.specialists["2D"]]
+    assert names == [["definet_2d_dilute_v4"], ["definet_2d_v6_hbn", "definet_2d_seed1"]]  # hBN: an ensemble
+    specialists = [spec for members in router.specialists["2D"] for spec in members]
     assert [spec.split("@")[0] for spec in router.routes["bulk"]] == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
     assert 0 < router.spread_bounds["bulk"] < 0.01 and "2D" not in router.spread_bounds
     for spec in router.routes["2D"] + specialists + router.routes["bulk"]:
@@ -26,12 +27,13 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         payload = read_checkpoint(spec)
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
-    student = read_checkpoint("definet_2d_v10")  # definet_2d_v9 trained on DFT and pseudo-labelled pairs
-    assert student["metadata"]["init"] == "definet_2d_v9"
-    assert any("pseudo" in root for root in student["metadata"]["data"])
-    assert student["metadata"]["train_config"]["loss"] == "component-l1"
     gaussian = read_checkpoint("definet_2d_v9")
-    assert student["config"] == gaussian["config"] and student["domain"] == gaussian["domain"]
+    for name, pairs in (("definet_2d_v11", 14386), ("definet_2d_v10", 9594)):  # v9 on DFT and pseudo-labelled pairs
+        student = read_checkpoint(name)
+        assert student["metadata"]["init"] == "definet_2d_v9" and student["metadata"]["train_structures"] == pairs
+        assert any("pseudo" in root for root in student["metadata"]["data"])
+        assert student["metadata"]["train_config"]["loss"] == "component-l1"
+        assert student["config"] == gaussian["config"] and student["domain"] == gaussian["domain"]
     assert {42, 16, 74, 34, 5, 7} <= set(gaussian["trained_elements"])  # Mo S W Se B N
     assert gaussian["domain"]["host_systems"] == ["B-N", "Ga-Se", "In-Se", "Mo-S", "P", "Se-W"]
     assert gaussian["domain"]["min_atoms"] == 0  # checkpoint-domain --any-size: small 2D supercells stay in domain
@@ -53,11 +55,14 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
     assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
     assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
-    previous = read_router("definet_v12")  # the default before: the same specialists and bulk, 2D to definet_2d_v9
-    assert previous.specialists == router.specialists and previous.routes["bulk"] == router.routes["bulk"]
-    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v9"]
+    previous = read_router("definet_v13")  # the default before: 2D to definet_2d_v10, hBN to definet_2d_v6_hbn alone
+    assert previous.specialists["2D"] == [router.specialists["2D"][0], router.specialists["2D"][1][:1]]
+    assert previous.routes["bulk"] == router.routes["bulk"]
+    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v10"]
+    v12 = read_router("definet_v12")  # as definet_v13 with definet_2d_v9
+    assert v12.specialists == previous.specialists and v12.routes["2D"][0].startswith("definet_2d_v9@")
     v11 = read_router("definet_v11")  # as definet_v12 with definet_2d_v8
-    assert v11.specialists == router.specialists and v11.routes["2D"][0].startswith("definet_2d_v8@")
+    assert v11.specialists == previous.specialists and v11.routes["2D"][0].startswith("definet_2d_v8@")
     v10 = read_router("definet_v10")  # as definet_v11 with definet_2d_dilute_v3
     assert [[m.split("@")[0] for m in members] for members in v10.specialists["2D"]] == [["definet_2d_dilute_v3"],
                                                                                          ["definet_2d_v6_hbn"]]
@@ -84,6 +89,7 @@ def test_the_ensemble_router_pairs_the_default_with_models_of_other_lineages():
     assert [m.split("@")[0] for m in ensemble.routes["2D"]] == ["definet_2d_v9", "definet_2d_v6"]
     assert ensemble.routes["2D"][0] == default.routes["2D"][0] and ensemble.routes["bulk"] == default.routes["bulk"]
     assert ensemble.specialists["2D"][0] == default.specialists["2D"][0]
+    assert read_router().specialists["2D"][1] == ensemble.specialists["2D"][1]  # the default took its hBN pair
     assert ensemble.spread_bounds == default.spread_bounds and serves_spreads("definet_v12_ensemble")
 
 
@@ -97,12 +103,13 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v10"), (None, "high_density/WSe2", 0.6, "definet_2d_v10"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v11"), (None, "high_density/WSe2", 0.6, "definet_2d_v11"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
     ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
     ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8"),
     ("definet_v12", "high_density/GaSe", 0.6, "definet_2d_v9"),
+    ("definet_v13", "high_density/BP", 0.7, "definet_2d_v10"),
     ("definet_v12_ensemble", "high_density/GaSe", 0.6, "definet_2d_v9"),
     ("definet_v12_ensemble", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):
