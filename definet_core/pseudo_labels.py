@@ -67,10 +67,10 @@ def rearranged_defects(unrelaxed: Structure, host: Structure, rng: np.random.Gen
 LABEL_CHUNK = 256  # cells rearranged, predicted and written at a time: memory holds a chunk, not a whole set
 
 
-def _rearrangements(material: MaterialSet, host: Structure, copies: int, rng: np.random.Generator,
+def _rearrangements(material: MaterialSet, ids: list[str], host: Structure, copies: int, rng: np.random.Generator,
                     key: str) -> Iterator[tuple[str, Structure]]:
-    """``(id, cell)`` for ``copies`` rearrangements of each train cell of ``material``, generated lazily."""
-    for atoms_id in material.split_ids("train"):
+    """``(id, cell)`` for ``copies`` rearrangements of each of ``material``'s cells ``ids``, generated lazily."""
+    for atoms_id in ids:
         unrelaxed = read_structure(material.pair_paths(atoms_id)[0])
         for copy in range(copies):
             yield f"pseudo{copy}_{atoms_id}", rearranged_defects(unrelaxed, host, rng, name=f"{key}/{atoms_id}")
@@ -88,9 +88,10 @@ def write_pseudo_set(material: MaterialSet, out: Path, teacher: Predictor, copie
     host = read_structure(host_path)
     (out / "CIF").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(host_path, out / host_path.name)
-    rearrangements = _rearrangements(material, host, copies, np.random.default_rng(seed), key)
+    ids = material.split_ids("train")
+    rearrangements = _rearrangements(material, ids, host, copies, np.random.default_rng(seed), key)
     generated, kept = 0, []
-    with tqdm(total=len(material.split_ids("train")) * copies, desc=f"{key} pseudo-labels", unit="cell") as bar:
+    with tqdm(total=len(ids) * copies, desc=f"{key} pseudo-labels", unit="cell") as bar:
         while chunk := list(islice(rearrangements, LABEL_CHUNK)):
             names, cells = zip(*chunk, strict=True)
             for atoms_id, cell, prediction in zip(names, cells, teacher.predictions(list(cells), host),

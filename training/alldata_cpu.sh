@@ -13,12 +13,7 @@ cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d); V=experiments/views/all_hd$COPIES
 source training/cpu_views.sh
 for s in $D/low_density/*; do view_of $s $V/low_density/$(basename $s); done
-for s in $D/high_density/*; do
-  view_of $s $V/high_density/$(basename $s)
-  for c in $(seq 2 $COPIES); do  # train-only copies: no val.csv, so validation counts each set once
-    view_of $s $V/high_density_copy$c/$(basename $s); rm -f $V/high_density_copy$c/$(basename $s)/val.csv
-  done
-done
+for s in $D/high_density/*; do view_with_copies $s $V $COPIES; done
 INIT=${INIT:-definet_2d_v2}
 case ${ARCH:-ours} in
   ours) model="--num-rbf 32 --edge-displacement true" ;;  # a fine-tune adds the term to INIT (exactly its function)

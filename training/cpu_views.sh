@@ -8,3 +8,13 @@ view_of() {
   for f in "$src"/*; do ln -sfn "$f" "$dest/$(basename "$f")"; done
   if [ -n "$pairs" ]; then rm "$dest/train.csv"; head -$((pairs + 1)) "$src/train.csv" > "$dest/train.csv"; fi
 }
+# view_with_copies SRC VIEW COPIES: the set SRC at VIEW/high_density/<name>, and COPIES - 1 train-only copies at
+# VIEW/high_density_copy<c>/<name> (no val.csv, so validation counts the set once): its pairs COPIES times an epoch.
+view_with_copies() {
+  local src=$1 view=$2 copies=$3 name c
+  name=$(basename "$src")
+  view_of "$src" "$view/high_density/$name"
+  for c in $(seq 2 "$copies"); do
+    view_of "$src" "$view/high_density_copy$c/$name"; rm -f "$view/high_density_copy$c/$name/val.csv"
+  done
+}

@@ -9,12 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1; COPIES=${COPIES:-3}; D=$(realpath ../shared/data/definet_2d/high_density); V=experiments/views/pseudo_$NAME
 source training/cpu_views.sh
-for s in $D/${MATERIALS:-*}; do
-  view_of $s $V/high_density/$(basename $s)
-  for c in $(seq 2 $COPIES); do  # train-only copies: no val.csv, so validation counts each set once
-    view_of $s $V/high_density_copy$c/$(basename $s); rm -f $V/high_density_copy$c/$(basename $s)/val.csv
-  done
-done
+for s in $D/${MATERIALS:-*}; do view_with_copies $s $V $COPIES; done
 i=0
 for p in ${PSEUDO:?PSEUDO: the pseudo-labelled roots to train on}; do
   i=$((i + 1))
