@@ -22,9 +22,9 @@ ROUTER_FORMAT = "definet-router"
 """A checkpoint that names one packaged checkpoint per host kind (``Router``) instead of holding weights."""
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 """Packaged checkpoints, each loadable by its file stem (``--checkpoint definet_2d``)."""
-SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v14.pt"
-"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v11`` (6 A / 50 graphs, Gaussian
-radial basis; ``definet_2d_v9`` trained on with pseudo-labelled pairs, ``pseudo_labels``) with two specialists
+SHIPPED_CHECKPOINT = CHECKPOINT_DIR / "definet_v15.pt"
+"""The pretrained checkpoint loaded by default: a router, 2D hosts to ``definet_2d_v12`` (6 A / 50 graphs, Gaussian
+radial basis; ``definet_2d_v9``'s lineage trained on with pseudo-labelled pairs, ``pseudo_labels``) with two specialists
 tried first, ``definet_2d_dilute_v4`` for the dilute cells of the hosts it was fine-tuned on (at most 1.6 % defect
 sites: MoS2 and WSe2) and the ensemble ``definet_2d_v6_hbn`` + ``definet_2d_seed1`` for hBN hosts, and bulk hosts
 to the ensemble ``definet_bulk_v1`` + ``definet_bulk_v1_seed1`` (5 A / 24; see the model card)."""

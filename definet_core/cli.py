@@ -121,7 +121,7 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     pseudo = subparsers.add_parser("pseudo-label", help="new arrangements of a dataset's train defects, relaxed by a "
                                                         "teacher, in the layout `definet train` reads")
     pseudo.add_argument("--data", required=True, help="dataset root or material directory (its train splits)")
-    pseudo.add_argument("--teacher", default="definet_v12_ensemble",
+    pseudo.add_argument("--teacher", default="definet_v15_ensemble",
                         help="checkpoint or router whose (mean) prediction labels them; out-of-domain ones are dropped")
     pseudo.add_argument("--copies", type=int, default=1, help="rearrangements per train cell")
     pseudo.add_argument("--seed", type=int, default=0)

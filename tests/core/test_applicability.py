@@ -176,9 +176,9 @@ def test_checkpoints_resolve_by_name_and_by_recorded_id():
     packaged = ("definet_2d, definet_2d_dilute_v1, definet_2d_dilute_v2, definet_2d_dilute_v3, definet_2d_dilute_v4, "
                 "definet_2d_large, definet_2d_seed1, definet_2d_v2, definet_2d_v3, definet_2d_v4, definet_2d_v5, "
                 "definet_2d_v6, definet_2d_v6_hbn, definet_2d_v7, definet_2d_v8, definet_2d_v9, definet_2d_v10, "
-                "definet_2d_v11, definet_bulk_v1, definet_bulk_v1_seed1, definet_v3, definet_v4, definet_v5, "
-                "definet_v6, definet_v7, definet_v8, definet_v9, definet_v10, definet_v11, definet_v12, "
-                "definet_v12_ensemble, definet_v13, definet_v14")  # in version order
+                "definet_2d_v11, definet_2d_v12, definet_bulk_v1, definet_bulk_v1_seed1, definet_v3, definet_v4, "
+                "definet_v5, definet_v6, definet_v7, definet_v8, definet_v9, definet_v10, definet_v11, definet_v12, "
+                "definet_v12_ensemble, definet_v13, definet_v14, definet_v15, definet_v15_ensemble")  # in version order
     with pytest.raises(DefiNetInputError, match=f"packaged checkpoints: {packaged}"):
         resolve_checkpoint("no_such_model")
 

@@ -16,7 +16,7 @@ from tests.conftest import shared_data_or_skip
 def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_checkpoints():
     router = read_router()
     assert router.default == "2D" and set(router.routes) == {"2D", "bulk"}
-    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v11"]
+    assert [spec.split("@")[0] for spec in router.routes["2D"]] == ["definet_2d_v12"]
     names = [[spec.split("@")[0] for spec in members] for members in router.specialists["2D"]]
     assert names == [["definet_2d_dilute_v4"], ["definet_2d_v6_hbn", "definet_2d_seed1"]]  # hBN: an ensemble
     specialists = [spec for members in router.specialists["2D"] for spec in members]
@@ -28,9 +28,11 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
         assert {"hidden", "layers", "radius", "max_neighbors"} <= set(payload["config"])
         assert payload["metadata"]["val_mae"]
     gaussian = read_checkpoint("definet_2d_v9")
-    for name, pairs in (("definet_2d_v11", 14386), ("definet_2d_v10", 9594)):  # v9 on DFT and pseudo-labelled pairs
+    students = (("definet_2d_v12", "definet_2d_v11", 21568), ("definet_2d_v11", "definet_2d_v9", 14386),
+                ("definet_2d_v10", "definet_2d_v9", 9594))  # trained on DFT and pseudo-labelled pairs
+    for name, start, pairs in students:
         student = read_checkpoint(name)
-        assert student["metadata"]["init"] == "definet_2d_v9" and student["metadata"]["train_structures"] == pairs
+        assert student["metadata"]["init"] == start and student["metadata"]["train_structures"] == pairs
         assert any("pseudo" in root for root in student["metadata"]["data"])
         assert student["metadata"]["train_config"]["loss"] == "component-l1"
         assert student["config"] == gaussian["config"] and student["domain"] == gaussian["domain"]
@@ -55,7 +57,10 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
     assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
     assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
-    previous = read_router("definet_v13")  # the default before: 2D to definet_2d_v10, hBN to definet_2d_v6_hbn alone
+    v14 = read_router("definet_v14")  # the default before: the same but its 2D route
+    assert v14.specialists == router.specialists and v14.routes["bulk"] == router.routes["bulk"]
+    assert [spec.split("@")[0] for spec in v14.routes["2D"]] == ["definet_2d_v11"]
+    previous = read_router("definet_v13")  # before that: 2D to definet_2d_v10, hBN to definet_2d_v6_hbn alone
     assert previous.specialists["2D"] == [router.specialists["2D"][0], router.specialists["2D"][1][:1]]
     assert previous.routes["bulk"] == router.routes["bulk"]
     assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v10"]
@@ -93,6 +98,20 @@ def test_the_ensemble_router_pairs_the_default_with_models_of_other_lineages():
     assert ensemble.spread_bounds == default.spread_bounds and serves_spreads("definet_v12_ensemble")
 
 
+def test_the_three_network_ensemble_router_adds_both_lineages_to_the_default_route():
+    """``definet_v15_ensemble``: the default with ``definet_2d_v9`` + ``definet_2d_v6`` beside its 2D route (the
+    teacher of that route's last pseudo-labels, with the route in its predecessor's place); the rest as the
+    default's."""
+    from definet_core.checkpoint import serves_spreads
+
+    default, ensemble = read_router(), read_router("definet_v15_ensemble")
+    two_network = read_router("definet_v12_ensemble")
+    assert [m.split("@")[0] for m in ensemble.routes["2D"]] == ["definet_2d_v9", "definet_2d_v6", "definet_2d_v12"]
+    assert ensemble.routes["2D"][:2] == two_network.routes["2D"] and ensemble.routes["2D"][2:] == default.routes["2D"]
+    assert ensemble.specialists == default.specialists and ensemble.routes["bulk"] == default.routes["bulk"]
+    assert ensemble.spread_bounds == default.spread_bounds and serves_spreads("definet_v15_ensemble")
+
+
 def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts():
     data = shared_data_or_skip().parent / "bulk_public"
     if not data.is_dir():
@@ -103,13 +122,15 @@ def test_shipped_checkpoint_beats_the_unrelaxed_cell_on_unseen_dilute_bulk_hosts
 
 
 @pytest.mark.parametrize(("checkpoint", "material", "max_ratio", "served_by"), [
-    (None, "high_density/MoS2", 0.6, "definet_2d_v11"), (None, "high_density/WSe2", 0.6, "definet_2d_v11"),
+    (None, "high_density/MoS2", 0.6, "definet_2d_v12"), (None, "high_density/WSe2", 0.6, "definet_2d_v12"),
     (None, "low_density/WSe2", 0.3, "definet_2d_dilute_v4"), (None, "low_density/MoS2", 0.3, "definet_2d_dilute_v4"),
     (None, "high_density/hBN", 0.8, "definet_2d_v6_hbn"),
     ("definet_v9", "high_density/MoS2", 0.6, "definet_2d_v7"),
     ("definet_v11", "high_density/MoS2", 0.6, "definet_2d_v8"),
     ("definet_v12", "high_density/GaSe", 0.6, "definet_2d_v9"),
     ("definet_v13", "high_density/BP", 0.7, "definet_2d_v10"),
+    ("definet_v14", "high_density/InSe", 0.6, "definet_2d_v11"),
+    ("definet_v15_ensemble", "high_density/BP", 0.7, "definet_2d_v9"),
     ("definet_v12_ensemble", "high_density/GaSe", 0.6, "definet_2d_v9"),
     ("definet_v12_ensemble", "high_density/hBN", 0.8, "definet_2d_v6_hbn")])
 def test_shipped_checkpoint_beats_the_unrelaxed_input_on_val(checkpoint, material, max_ratio, served_by):

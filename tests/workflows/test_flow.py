@@ -38,7 +38,7 @@ def test_flow_end_to_end_with_emt_records_complete_documents_once(copper_file, m
     for doc in docs:
         assert doc["start"] == "prediction" and doc["in_domain"] is (not doc["domain_reasons"])  # forced start
         assert not any("bulk host" in r or "never" in r for r in doc["domain_reasons"])  # the bulk route knows Cu
-        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_v14@")
+        assert doc["host_id"] == "Cu" and doc["relaxer"] == "emt" and doc["checkpoint"].startswith("definet_v15@")
         assert doc["steps_from_prediction"] >= 1 and doc["steps_from_unrelaxed"] >= 1
         assert doc["energy_from_prediction"] is not None and doc["energy_from_unrelaxed"] is not None
         assert doc["same_minimum"] is not None and doc["max_final_displacement"] is not None
@@ -82,7 +82,7 @@ def test_silicon_from_materials_project_is_judged_by_the_bulk_ensemble(mongo_uri
     docs = run_validation(["mp-149"], settings, "chgnet", {"uri": mongo_uri, "database": database_name},
                           device="cpu", comparison=False)
     assert [d["defect_name"] for d in docs] == ["v_Si"] and docs[0]["num_atoms"] >= 17
-    assert docs[0]["checkpoint"].startswith("definet_v14@") and docs[0]["prediction_spread"] > 0
+    assert docs[0]["checkpoint"].startswith("definet_v15@") and docs[0]["prediction_spread"] > 0
     assert [r.split(" (")[0][:15] for r in docs[0]["domain_reasons"]] == ["ensemble spread"]
     assert docs[0]["in_domain"] is False and docs[0]["start"] == "unrelaxed"
 
