@@ -201,6 +201,18 @@ def save_router(path: str | Path, routes: dict[str, list[str]], default: str,
                     Path(path))
 
 
+def derived_router(base: Router, routes: dict[str, list[str]], specialists: dict[str, list[list[str]]],
+                   spread_bounds: dict[str, float], default: str | None = None) -> Router:
+    """``base`` with some parts replaced: each kind in ``routes`` gets that route, each kind in ``specialists``
+    that list of specialists (the base's for that kind dropped), each kind in ``spread_bounds`` that bound, and
+    ``default`` (when given) the default kind. A bound the base had for a kind whose new route is a single
+    checkpoint is dropped (there is no spread to bound); everything else is kept as the base has it."""
+    merged_routes = {**base.routes, **routes}
+    bounds = {kind: bound for kind, bound in base.spread_bounds.items() if len(merged_routes.get(kind, [])) > 1}
+    return Router(merged_routes, default or base.default, {**bounds, **spread_bounds}, dict(base.metadata),
+                  {**base.specialists, **specialists})
+
+
 def check_specialist(kind: str, spec: str, routes: dict[str, list[str]]) -> None:
     """Raise a one-line error unless checkpoint ``spec`` can specialise host kind ``kind`` of ``routes``: a kind
     with a route, a stored applicability domain, and the same graph settings as that route's first checkpoint."""

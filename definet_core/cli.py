@@ -131,16 +131,20 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     pseudo.set_defaults(handler=_pseudo_label)
 
     router = subparsers.add_parser("router", help="write a checkpoint that predicts each host kind with its own model")
-    router.add_argument("--route", action="append", required=True, metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
+    router.add_argument("--from", dest="base", default=None, metavar="ROUTER",
+                        help="start from this router's routes, specialists, spread bounds and default: the options "
+                             "below replace only the kinds they name (--specialist replaces that kind's whole list)")
+    router.add_argument("--route", action="append", default=[], metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
                         help="host kind (2D, bulk, 1D, 0D) and the checkpoint, or the ensemble, that serves it "
-                             "(repeatable)")
+                             "(repeatable; at least one without --from)")
     router.add_argument("--spread-bound", action="append", default=[], metavar="KIND=A",
                         help="out of domain above this ensemble spread (A) for an ensemble route (repeatable)")
     router.add_argument("--specialist", action="append", default=[], metavar="KIND=CHECKPOINT[,CHECKPOINT...]",
                         help="a checkpoint, or an ensemble, tried before KIND's route: it serves the structures its "
                              "(first member's) applicability domain accepts (hosts, elements, defect kinds, cell "
                              "size, share of defect sites); repeatable, tried in order")
-    router.add_argument("--default", required=True, help="the kind whose checkpoint serves kinds without a route")
+    router.add_argument("--default", default=None,
+                        help="the kind whose checkpoint serves kinds without a route (required without --from)")
     router.add_argument("-o", "--out", required=True, help="routing checkpoint to write")
     router.set_defaults(handler=_router)
 
@@ -289,7 +293,7 @@ def _pseudo_label(args: argparse.Namespace) -> None:
 
 def _router(args: argparse.Namespace) -> None:
     from definet_core.applicability import DIMENSIONALITY
-    from definet_core.checkpoint import read_router, save_router
+    from definet_core.checkpoint import Router, derived_router, pinned, read_router, save_router
 
     routes, bounds = {}, {}
     for item in args.route:
@@ -310,7 +314,18 @@ def _router(args: argparse.Namespace) -> None:
         if not specs:
             raise DefiNetInputError(f"--specialist {item}: expected KIND=CHECKPOINT[,CHECKPOINT...]")
         specialists.setdefault(kind, []).append(specs.split(","))
-    save_router(args.out, routes, args.default, bounds, specialists=specialists)
+    if args.base is None:
+        if not routes or args.default is None:
+            raise DefiNetInputError("definet router: give --route and --default, or --from a router to start from")
+        wanted = Router(routes, args.default, bounds, {}, specialists)
+    else:
+        base = read_router(args.base)
+        if base is None:
+            raise DefiNetInputError(f"--from {args.base}: a checkpoint of weights, not a router")
+        wanted = derived_router(base, routes, specialists, bounds, args.default)
+    metadata = {**wanted.metadata, "derived_from": pinned(args.base)} if args.base else {}
+    save_router(args.out, wanted.routes, wanted.default, wanted.spread_bounds, metadata,
+                specialists=wanted.specialists)
     router = read_router(args.out)
     print(json.dumps({"router": args.out, "routes": router.routes, "spread_bounds": router.spread_bounds,
                       "specialists": router.specialists}))

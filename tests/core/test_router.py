@@ -1,5 +1,6 @@
 """Routing checkpoints: one model per host kind behind one checkpoint name (``checkpoint.Router``)."""
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -107,14 +108,14 @@ def test_ensemble_members_must_route_alike(router):
     assert pair.spread == 0.0
 
 
+def definet(argv: list[str]) -> int:
+    """Exit status of the ``definet`` command line run on ``argv`` in this process."""
+    parser = argparse.ArgumentParser(prog="definet")
+    add_core_commands(parser.add_subparsers(dest="command", required=True))
+    return run_handler(parser.parse_args(argv))
+
+
 def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
-    import argparse
-
-    def definet(argv):
-        parser = argparse.ArgumentParser(prog="definet")
-        add_core_commands(parser.add_subparsers(dest="command", required=True))
-        return run_handler(parser.parse_args(argv))
-
     out = tmp_path / "mine.pt"
     assert definet(["router", "--route", "2D=definet_2d_v2", "--route", "bulk=definet_2d,definet_2d_seed1",
                     "--spread-bound", "bulk=0.004", "--default", "2D", "-o", str(out)]) == 0
@@ -138,6 +139,28 @@ def test_the_router_command_writes_one_and_refuses_bad_routes(tmp_path, capsys):
     assert definet(["router", "--route", f"2D={out}", "--default", "2D", "-o", str(tmp_path / "x.pt")]) == 2
     assert "a route must name a checkpoint of weights" in capsys.readouterr().err
     assert torch.load(out, weights_only=False)["format"] == "definet-router"
+
+
+def test_a_router_derived_from_another_replaces_only_what_it_names(tmp_path, capsys):
+    """``--from``: definet_v15 is definet_v15_ensemble with one 2D network in place of the three."""
+    out = tmp_path / "derived.pt"
+    assert definet(["router", "--from", "definet_v15_ensemble", "--route", "2D=definet_2d_v12", "-o", str(out)]) == 0
+    derived, shipped = read_router(out), read_router("definet_v15")
+    assert (derived.routes, derived.specialists, derived.spread_bounds, derived.default) == (
+        shipped.routes, shipped.specialists, shipped.spread_bounds, shipped.default)
+    assert derived.metadata["derived_from"] == checkpoint_id("definet_v15_ensemble")
+    assert definet(["router", "--from", str(out), "--route", "bulk=definet_bulk_v1",
+                    "--specialist", "2D=definet_2d_dilute_v4", "-o", str(out)]) == 0
+    single = read_router(out)
+    assert single.spread_bounds == {}  # nothing left to bound: the bulk route is one network now
+    assert single.specialists == {"2D": [[checkpoint_id("definet_2d_dilute_v4")]]}
+    assert single.routes["2D"] == shipped.routes["2D"]
+    capsys.readouterr()
+    assert definet(["router", "--from", "definet_2d_v12", "--route", "2D=definet_2d_v9", "-o", str(out)]) == 2
+    assert "--from definet_2d_v12: a checkpoint of weights, not a router" in capsys.readouterr().err
+    assert definet(["router", "--route", "2D=definet_2d_v9", "-o", str(out)]) == 2
+    assert "give --route and --default, or --from" in capsys.readouterr().err
+    assert read_router(out).routes == single.routes  # refused commands leave the written router alone
 
 
 @pytest.fixture(scope="module")
