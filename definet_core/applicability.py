@@ -65,6 +65,17 @@ class Domain:
         """Plain dict for the checkpoint."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def union(self, other: Domain) -> Domain:
+        """The domain of a model trained on both domains' data: what either accepts (a rule one of them lacks,
+        stored as 0 or empty, is dropped)."""
+        return Domain(tuple(sorted({*self.elements, *other.elements})), tuple(sorted({*self.markers, *other.markers})),
+                      tuple(sorted({*self.dimensionalities, *other.dimensionalities})),
+                      max(self.max_displacement, other.max_displacement), min(self.min_atoms, other.min_atoms),
+                      tuple(sorted({*self.host_systems, *other.host_systems}))
+                      if self.host_systems and other.host_systems else (),
+                      max(self.max_defect_fraction, other.max_defect_fraction)
+                      if self.max_defect_fraction and other.max_defect_fraction else 0.0)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Domain:
         """Inverse of ``to_dict``."""

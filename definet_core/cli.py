@@ -77,6 +77,10 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--min-atoms", type=int, default=0, metavar="N",
                        help="train and validate only on structures of at least N atoms (dilute defects)")
     train.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights and settings")
+    train.add_argument("--domain-from", default=None, metavar="CHECKPOINT",
+                       help="the written checkpoint's applicability domain also accepts what this checkpoint's "
+                            "does (e.g. the --init, when training on part of its data; no definet "
+                            "checkpoint-domain needed afterwards)")
     train.add_argument("--freeze", nargs="+", default=[], metavar="PREFIX",
                        help="with --init: keep the parameters under these names as they start "
                             "(e.g. element_embedding marker_embedding layers.0)")
@@ -195,7 +199,7 @@ def _train(args: argparse.Namespace) -> None:
         position_noise=args.position_noise, partway_starts=args.partway_starts,
         half_checkpoint=args.half_checkpoint, compile=args.compile,
         early_stop_patience=args.patience, seed=args.seed, device=args.device, min_atoms=args.min_atoms,
-        freeze=tuple(args.freeze))
+        freeze=tuple(args.freeze), domain_from=args.domain_from)
     sets = None
     if args.hidden_candidates and not args.resume:
         model_config, train_config, sets = _choose_size(args, model_config, train_config)

@@ -26,7 +26,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
-from definet_core.applicability import domain_of
+from definet_core.applicability import Domain, domain_of
 from definet_core.architectures import build_model, prune_gaussians
 from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
 from definet_core.config import ModelConfig
@@ -98,6 +98,10 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()
     """Parameter-name prefixes (``element_embedding``, ``layers.0``, ...) whose weights the run leaves as they
     start: with ``init``, the parts of the checkpoint a fine-tune keeps (``frozen_parameters``)."""
+    domain_from: str | None = None
+    """A checkpoint whose stored applicability domain the written one's extends (``Domain.union``): for a run
+    that trains on part of that checkpoint's data, typically its ``init`` (a fine-tune on the high-density sets
+    keeps accepting the dilute cells its start learnt), without building the graphs of the rest."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -402,6 +406,14 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     return config, state
 
 
+def stored_domain(spec: str | Path) -> Domain:
+    """The applicability domain stored in checkpoint ``spec`` (``--domain-from``); a one-line error without one."""
+    values = read_checkpoint(spec).get("domain")
+    if not values:
+        raise DefiNetInputError(f"--domain-from {spec}: stores no applicability domain (definet checkpoint-domain)")
+    return Domain.from_dict(values)
+
+
 def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConfig, train_config: TrainConfig,
           resume: bool = False, cache_dir: Path | None = None, progress: bool = True,
           sets: tuple[dict[str, list[Data]], dict[str, list[Data]]] | None = None,
@@ -433,6 +445,7 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
                 tqdm.write(f"{out}: its --time-budget of {train_config.time_budget_min:g} min is spent "
                            f"({saved['elapsed'] / 60:.1f} min trained); a larger one trains on")
             return run_summary(out, saved["best_epoch"], saved.get("step", 0), train_config.select_on, "time budget")
+    inherited = stored_domain(train_config.domain_from) if train_config.domain_from else None
     initial_state = None
     if init is not None and saved is None:
         model_config, initial_state = fine_tune_start(read_checkpoint(init), model_config)
@@ -446,6 +459,8 @@ def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConf
     train_sets, val_sets = sets or load_training_sets(data_roots, model_config, cache_dir, progress,
                                                       train_config.min_atoms)
     domain = domain_of(g for graphs in train_sets.values() for g in graphs)  # on the CPU copies
+    if inherited is not None:
+        domain = domain.union(inherited)
     train_graphs = prepare_graphs(train_sets, train_config, device)
     val_graphs = {key: [g.to(device) for g in graphs] for key, graphs in val_sets.items()}
     unrelaxed = {key: unrelaxed_mae(graphs, device, 2 * train_config.batch_size) for key, graphs in val_graphs.items()}

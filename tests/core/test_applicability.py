@@ -55,6 +55,16 @@ def test_domain_of_training_graphs():
     assert Domain.from_dict(old).min_atoms == 0 and Domain.from_dict(old).max_defect_fraction == 0
 
 
+def test_the_union_of_two_domains_accepts_what_either_does_and_drops_a_rule_one_lacks():
+    mos2 = Domain((16, 42), (0, 1), ("2D",), 1.0, 90, ("Mo-S",), 0.02)
+    bulk = Domain((14,), (0, 2), ("bulk",), 0.5, 30, ("Si",), 0.05)
+    both = mos2.union(bulk)
+    assert both == Domain((14, 16, 42), (0, 1, 2), ("2D", "bulk"), 1.0, 30, ("Mo-S", "Si"), 0.05)
+    written_before_rules = Domain((14,), (0, 2), ("bulk",), 0.5)  # no host or defect-share rule stored
+    assert mos2.union(written_before_rules).host_systems == ()
+    assert mos2.union(written_before_rules).max_defect_fraction == 0.0
+
+
 def test_a_cell_denser_in_defects_than_every_training_cell_is_out_of_domain():
     graph = mos2_graph()  # one vacancy and one substitution among 48 sites
     domain = replace(domain_of([graph]), min_atoms=0)  # the dense cell also has fewer atoms: that rule aside

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from definet_core.checkpoint import load_model, save_checkpoint
+from definet_core.applicability import Domain
+from definet_core.checkpoint import load_model, read_checkpoint, save_checkpoint
 from definet_core.errors import DefiNetInputError, TrainingDivergedError
 from definet_core.evaluate import evaluate
 from definet_core.train import TrainConfig, log_path, train
@@ -87,6 +88,25 @@ def test_a_fine_tune_leaves_the_frozen_parts_as_they_started(dataset_root, cache
     with pytest.raises(DefiNetInputError, match=r"--freeze layer\.0: no parameter"):
         train([dataset_root], tmp_path / "bad.pt", TINY_CONFIG, TrainConfig(epochs=1, freeze=("layer.0",), **FAST),
               progress=False, init=tiny_checkpoint)
+
+
+def test_a_fine_tune_can_keep_accepting_what_its_start_was_trained_on(dataset_root, cache_dir, tmp_path,
+                                                                     tiny_checkpoint):
+    """``domain_from``: the written domain is the union of the run's data and the named checkpoint's domain."""
+    start = tmp_path / "bn_start.pt"
+    bn = Domain((5, 7), (0, 1), ("2D",), 2.5, 0, ("B-N",), 0.5)
+    save_checkpoint(start, load_model(tiny_checkpoint)[0], [5, 7], domain=bn.to_dict())
+    out = tmp_path / "ft.pt"
+    train([dataset_root], out, TINY_CONFIG, TrainConfig(epochs=1, domain_from=str(start), **FAST), progress=False,
+          init=start)
+    written = Domain.from_dict(read_checkpoint(out)["domain"])
+    assert written.host_systems == ("B-N", "Mo-S")
+    assert {5, 7, 16, 42} <= set(written.elements) and written.max_displacement == 2.5
+    assert (written.min_atoms, written.max_defect_fraction) == (0, 0.5)
+    with pytest.raises(DefiNetInputError, match=r"--domain-from .*tiny\.pt: stores no applicability domain"):
+        train([dataset_root], tmp_path / "none.pt", TINY_CONFIG,
+              TrainConfig(epochs=1, domain_from=str(tiny_checkpoint), **FAST), progress=False, init=start)
+    assert not (tmp_path / "none.pt").exists()
 
 
 def test_a_diverging_run_stops_with_one_line_before_writing_its_weights(dataset_root, cache_dir, tmp_path):
