@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from definet_core.applicability import Domain
 from definet_core.architectures import Model, build_model, prune_gaussians
 from definet_core.config import ModelConfig
 from definet_core.errors import DefiNetInputError
@@ -211,6 +212,14 @@ def derived_router(base: Router, routes: dict[str, list[str]], specialists: dict
     bounds = {kind: bound for kind, bound in base.spread_bounds.items() if len(merged_routes.get(kind, [])) > 1}
     return Router(merged_routes, default or base.default, {**bounds, **spread_bounds}, dict(base.metadata),
                   {**base.specialists, **specialists})
+
+
+def stored_domain(spec: str | Path) -> Domain:
+    """The applicability domain stored in checkpoint ``spec`` (``--domain-from``); a one-line error without one."""
+    values = read_checkpoint(spec).get("domain")
+    if not values:
+        raise DefiNetInputError(f"--domain-from {spec}: stores no applicability domain (definet checkpoint-domain)")
+    return Domain.from_dict(values)
 
 
 def check_specialist(kind: str, spec: str, routes: dict[str, list[str]]) -> None:

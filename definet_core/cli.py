@@ -104,7 +104,10 @@ def add_core_commands(subparsers: argparse._SubParsersAction) -> None:
     domain = subparsers.add_parser("checkpoint-domain",
                                    help="store the applicability domain of a training set in a checkpoint copy")
     domain.add_argument("checkpoint", help="checkpoint file or packaged name")
-    domain.add_argument("--data", action="append", required=True, help="dataset root it was trained on (repeatable)")
+    domain.add_argument("--data", action="append", default=[], help="dataset root it was trained on (repeatable)")
+    domain.add_argument("--domain-from", default=None, metavar="CHECKPOINT",
+                        help="also (or, without --data, only) what this checkpoint's stored domain accepts: a model "
+                             "trained on that one's data, without building its graphs")
     domain.add_argument("-o", "--out", required=True, help="checkpoint to write (weights unchanged)")
     size_rule = domain.add_mutually_exclusive_group()
     size_rule.add_argument("--min-atoms", type=int, default=0, metavar="N",
@@ -247,18 +250,26 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 def _checkpoint_domain(args: argparse.Namespace) -> None:
     from definet_core.applicability import domain_of
-    from definet_core.checkpoint import load_model, save_checkpoint
+    from definet_core.checkpoint import load_model, save_checkpoint, stored_domain
     from definet_core.dataset import load_dataset, with_min_atoms
     from definet_core.predict import checkpoint_id
 
+    if not args.data and not args.domain_from:
+        raise DefiNetInputError("definet checkpoint-domain: give --data (the training data) or --domain-from")
+    inherited = stored_domain(args.domain_from) if args.domain_from else None
     model, payload = load_model(args.checkpoint)
     config = model.config
-    sets = with_min_atoms(load_dataset(args.data, "train", config.radius, config.max_neighbors), args.min_atoms,
-                          "train")
-    domain = domain_of(g for graphs in sets.values() for g in graphs)
+    if args.data:
+        sets = with_min_atoms(load_dataset(args.data, "train", config.radius, config.max_neighbors), args.min_atoms,
+                              "train")
+        domain = domain_of(g for graphs in sets.values() for g in graphs)
+        domain = domain.union(inherited) if inherited else domain
+    else:
+        domain = inherited
     if args.any_size:
         domain = replace(domain, min_atoms=0)
-    metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data}
+    metadata = {**payload["metadata"], "domain_added_to": checkpoint_id(args.checkpoint), "domain_data": args.data,
+                "domain_from": checkpoint_id(args.domain_from) if args.domain_from else None}
     save_checkpoint(args.out, model, list(domain.elements), metadata,
                     half=payload.get("weights_dtype") == "float16", domain=domain.to_dict())
     print(json.dumps({"checkpoint": args.out, "domain": domain.to_dict()}))

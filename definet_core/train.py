@@ -26,9 +26,9 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
-from definet_core.applicability import Domain, domain_of
+from definet_core.applicability import domain_of
 from definet_core.architectures import build_model, prune_gaussians
-from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint
+from definet_core.checkpoint import float32_state, read_checkpoint, resolve_device, save_checkpoint, stored_domain
 from definet_core.config import ModelConfig
 from definet_core.elements import add_element_features
 from definet_core.errors import DefiNetInputError, TrainingDivergedError
@@ -404,14 +404,6 @@ def fine_tune_start(payload: dict[str, Any], requested: ModelConfig) -> tuple[Mo
     if requested.gaussian_reach:
         config, state = prune_gaussians(config, state, requested.gaussian_reach)
     return config, state
-
-
-def stored_domain(spec: str | Path) -> Domain:
-    """The applicability domain stored in checkpoint ``spec`` (``--domain-from``); a one-line error without one."""
-    values = read_checkpoint(spec).get("domain")
-    if not values:
-        raise DefiNetInputError(f"--domain-from {spec}: stores no applicability domain (definet checkpoint-domain)")
-    return Domain.from_dict(values)
 
 
 def train(data_roots: list[str | Path], out: str | Path, model_config: ModelConfig, train_config: TrainConfig,

@@ -153,6 +153,28 @@ def test_checkpoint_domain_stores_the_training_sets_domain_and_keeps_the_weights
     assert (written["domain"]["min_atoms"] == 0) == any_size  # the synthetic cells have atoms: a rule unless told
 
 
+def test_checkpoint_domain_can_take_another_checkpoints_domain_instead_of_building_graphs(
+        dataset_root, cache_dir, tiny_checkpoint, tmp_path, capsys):
+    """A model trained on the dilute specialist's data takes its domain as stored, with or beside ``--data``."""
+    out = tmp_path / "same_data.pt"
+    assert main(["checkpoint-domain", str(tiny_checkpoint), "--domain-from", "definet_2d_dilute_v4",
+                 "-o", str(out)]) == 0
+    dilute = read_checkpoint("definet_2d_dilute_v4")["domain"]
+    assert read_checkpoint(out)["domain"] == dilute
+    assert read_checkpoint(out)["metadata"]["domain_from"] == checkpoint_id("definet_2d_dilute_v4")
+    both = tmp_path / "both.pt"
+    assert main(["checkpoint-domain", str(tiny_checkpoint), "--data", str(dataset_root), "--domain-from", str(out),
+                 "-o", str(both)]) == 0
+    assert read_checkpoint(both)["domain"]["max_defect_fraction"] > dilute["max_defect_fraction"]  # the synthetic cells
+    assert read_checkpoint(both)["domain"]["host_systems"] == dilute["host_systems"]  # Mo-S, Se-W
+    capsys.readouterr()
+    assert main(["checkpoint-domain", str(tiny_checkpoint), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "give --data (the training data) or --domain-from" in capsys.readouterr().err
+    refused = tmp_path / "x.pt"
+    assert main(["checkpoint-domain", str(out), "--domain-from", str(tiny_checkpoint), "-o", str(refused)]) == 2
+    assert "stores no applicability domain" in capsys.readouterr().err and not refused.exists()
+
+
 def test_a_checkpoint_without_a_domain_vouches_for_nothing():
     graph = mos2_graph()
     verdict = judge(graph, graph.y, None)

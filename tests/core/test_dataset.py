@@ -51,6 +51,22 @@ def test_a_view_of_symlinks_shares_the_cache_of_its_sources(tmp_path, cache_dir)
     assert sorted(cache_dir.glob("*.pt")) == files and len(graphs) == 3
 
 
+def test_a_copy_of_the_data_with_new_modification_times_keeps_its_cache(tmp_path, cache_dir):
+    """../shared is provisioned afresh each session: same files, new paths and mtimes, no rebuilt graphs."""
+    import shutil
+
+    from tests.conftest import write_dataset
+
+    source = find_material_sets(write_dataset(tmp_path / "data", {"train": 3}).parent)[0]
+    load_split(source, "train", 4.0, 12, progress=False)
+    files = sorted(cache_dir.glob("*.pt"))
+    copy = tmp_path / "again" / source.name
+    shutil.copytree(source.root, copy, copy_function=shutil.copy)  # contents only: new mtimes
+    assert copy.joinpath("train.csv").stat().st_mtime_ns != source.root.joinpath("train.csv").stat().st_mtime_ns
+    graphs = load_split(MaterialSet(copy), "train", 4.0, 12, progress=False)
+    assert sorted(cache_dir.glob("*.pt")) == files and len(graphs) == 3
+
+
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     with pytest.raises(DefiNetInputError, match="data directory not found"):
         find_material_sets(tmp_path / "nope")
