@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from definet_core.checkpoint import read_checkpoint, read_router, resolve_checkpoint
+from definet_core.checkpoint import CHECKPOINT_DIR, read_checkpoint, read_router, resolve_checkpoint
 from definet_core.config import ModelConfig
 from definet_core.dataset import MaterialSet, load_pair
 from definet_core.host_report import host_table, pair_rows, summary
@@ -57,30 +57,47 @@ def test_shipped_checkpoint_routes_2d_and_bulk_hosts_to_small_self_describing_ch
     same_network = ModelConfig.from_dict(dilute["config"]) == ModelConfig.from_dict(two_d["config"])
     assert same_network  # the network and graphs of definet_2d_v6 (its config written before gaussian_reach existed)
     assert dilute["domain"] == read_checkpoint("definet_2d_dilute_v3")["domain"]
-    v14 = read_router("definet_v14")  # the default before: the same but its 2D route
-    assert v14.specialists == router.specialists and v14.routes["bulk"] == router.routes["bulk"]
-    assert [spec.split("@")[0] for spec in v14.routes["2D"]] == ["definet_2d_v11"]
-    previous = read_router("definet_v13")  # before that: 2D to definet_2d_v10, hBN to definet_2d_v6_hbn alone
-    assert previous.specialists["2D"] == [router.specialists["2D"][0], router.specialists["2D"][1][:1]]
-    assert previous.routes["bulk"] == router.routes["bulk"]
-    assert [spec.split("@")[0] for spec in previous.routes["2D"]] == ["definet_2d_v10"]
-    v12 = read_router("definet_v12")  # as definet_v13 with definet_2d_v9
-    assert v12.specialists == previous.specialists and v12.routes["2D"][0].startswith("definet_2d_v9@")
-    v11 = read_router("definet_v11")  # as definet_v12 with definet_2d_v8
-    assert v11.specialists == previous.specialists and v11.routes["2D"][0].startswith("definet_2d_v8@")
-    v10 = read_router("definet_v10")  # as definet_v11 with definet_2d_dilute_v3
-    assert [[m.split("@")[0] for m in members] for members in v10.specialists["2D"]] == [["definet_2d_dilute_v3"],
-                                                                                         ["definet_2d_v6_hbn"]]
-    assert [spec.split("@")[0] for spec in read_router("definet_v9").routes["2D"]] == ["definet_2d_v7"]
-    assert [spec.split("@")[0] for spec in read_router("definet_v8").routes["2D"]] == ["definet_2d_v6"]
-    assert read_router("definet_v7").specialists["2D"][0][0].startswith("definet_2d_dilute_v2@")
-    assert read_router("definet_v6").specialists["2D"][0][0].startswith("definet_2d_dilute_v1@")  # earlier defaults
-    assert read_router("definet_v5").routes["2D"][0].startswith("definet_2d_v5@")
-    assert read_router("definet_v4").routes["2D"][0].startswith("definet_2d_v4@")
-    assert read_router("definet_v3").routes["2D"][0].startswith("definet_2d_v3@")
     bulk = read_checkpoint("definet_bulk_v1")
     assert bulk["domain"]["min_atoms"] >= 16 and "bulk" in bulk["domain"]["dimensionalities"]
     assert bulk["metadata"]["train_config"]["min_atoms"] == 16
+
+
+DILUTE_V3, DILUTE_V4, HBN = ["definet_2d_dilute_v3"], ["definet_2d_dilute_v4"], ["definet_2d_v6_hbn"]
+HBN_PAIR = ["definet_2d_v6_hbn", "definet_2d_seed1"]
+PACKAGED_ROUTERS = {  # every packaged router by name: its 2D route, then its 2D specialists in the order tried
+    "definet_v3": (["definet_2d_v3"], []), "definet_v4": (["definet_2d_v4"], []),
+    "definet_v5": (["definet_2d_v5"], []),
+    "definet_v6": (["definet_2d_v6"], [["definet_2d_dilute_v1"]]),
+    "definet_v7": (["definet_2d_v6"], [["definet_2d_dilute_v2"]]), "definet_v8": (["definet_2d_v6"], [DILUTE_V3]),
+    "definet_v9": (["definet_2d_v7"], [DILUTE_V3, HBN]), "definet_v10": (["definet_2d_v8"], [DILUTE_V3, HBN]),
+    "definet_v11": (["definet_2d_v8"], [DILUTE_V4, HBN]), "definet_v12": (["definet_2d_v9"], [DILUTE_V4, HBN]),
+    "definet_v13": (["definet_2d_v10"], [DILUTE_V4, HBN]),
+    "definet_v14": (["definet_2d_v11"], [DILUTE_V4, HBN_PAIR]),
+    "definet_v15": (["definet_2d_v12"], [DILUTE_V4, HBN_PAIR]),
+    "definet_v12_ensemble": (["definet_2d_v9", "definet_2d_v6"], [DILUTE_V4, HBN_PAIR]),
+    "definet_v15_ensemble": (["definet_2d_v9", "definet_2d_v6", "definet_2d_v12"], [DILUTE_V4, HBN_PAIR]),
+}
+
+
+def names(specs: list[str]) -> list[str]:
+    """Packaged checkpoint names of pinned ids (``name@sha12``)."""
+    return [spec.split("@")[0] for spec in specs]
+
+
+def test_the_router_table_names_every_packaged_router():
+    assert set(PACKAGED_ROUTERS) == {path.stem for path in CHECKPOINT_DIR.glob("definet_v*.pt")}
+
+
+@pytest.mark.parametrize(("name", "route", "specialists"), [(n, *v) for n, v in PACKAGED_ROUTERS.items()])
+def test_every_packaged_router_keeps_its_routes_and_the_bulk_ensemble(name, route, specialists):
+    """Documents name the router that predicted them: each stays loadable and routes as it did when it shipped."""
+    router = read_router(name)
+    assert router.default == "2D" and names(router.routes["2D"]) == route
+    assert [names(members) for members in router.specialists.get("2D", [])] == specialists
+    assert names(router.routes["bulk"]) == ["definet_bulk_v1", "definet_bulk_v1_seed1"]
+    assert router.spread_bounds == {"bulk": 0.003}
+    pinned = [*router.routes["2D"], *router.routes["bulk"], *(m for ms in router.specialists.get("2D", []) for m in ms)]
+    assert all(resolve_checkpoint(spec).is_file() for spec in pinned)  # each name@sha12 still the packaged content
 
 
 def test_the_ensemble_router_pairs_the_default_with_models_of_other_lineages():
